@@ -1,0 +1,114 @@
+"""Pair-input encoders (BERT/DeBERTa regression reward models) fed `tokenizer(prompt, response)`.
+
+Multi-turn conversations are flattened into the prompt side: a lone user turn is used as it is; otherwise
+every turn before the final assistant answer becomes "Role: content", joined by blank lines, e.g.
+"System: Be brief.\n\nUser: Hi\n\nAssistant: Hello!\n\nUser: And you?". The final assistant turn is the
+response side.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from ..loading import ModelLoadError
+from ..rows import Conversation, RowError
+from .base import Adapter, Batch, Encoded, Truncation
+
+
+def flatten(conversation: Conversation) -> tuple[str, str]:
+    """(prompt, response) for a conversation ending with an assistant turn."""
+    *context, last = conversation
+    if len(context) == 1 and context[0]["role"] == "user":
+        return context[0]["content"], last["content"]
+    prompt = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in context)
+    return prompt, last["content"]
+
+
+class PairAdapter(Adapter):
+    kind = "pair"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        *,
+        max_length: int,
+        truncation: Truncation,
+        alpha: float | None = None,
+        token_type_ids: bool | None = None,
+        label: int = 0,
+    ):
+        super().__init__(model, tokenizer, max_length=max_length, truncation=truncation)
+        config = model.config
+        if token_type_ids is None:
+            token_type_ids = (
+                "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+                and getattr(config, "type_vocab_size", 2) > 1
+                and "token_type_ids" in inspect.signature(model.forward).parameters
+            )
+        self.use_token_type_ids = bool(token_type_ids)
+        self.alpha = alpha
+        self.alpha_in_forward = alpha is not None and "alpha" in inspect.signature(model.forward).parameters
+        self.label_index = label
+        if tokenizer.pad_token_id is None:
+            raise ModelLoadError("the tokenizer of this pair-input model has no pad token")
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def _tokenize(self, prompt: str, response: str, **truncation) -> dict:
+        return self.tokenizer(prompt, response, return_token_type_ids=self.use_token_type_ids, **truncation)
+
+    def encode(self, conversation: Conversation) -> Encoded:
+        prompt, response = flatten(conversation)
+        enc = self._tokenize(prompt, response)
+        if len(enc["input_ids"]) > self.max_length:
+            if self.truncation == "error":
+                self.fit(enc["input_ids"])  # raises the standard message
+            side = "only_second" if self.truncation == "right" else "only_first"
+            old_side = self.tokenizer.truncation_side
+            self.tokenizer.truncation_side = self.truncation
+            try:
+                enc = self._tokenize(prompt, response, truncation=side, max_length=self.max_length)
+            except Exception as error:
+                raise RowError(f"cannot truncate to {self.max_length} tokens by cutting the "
+                               f"{'response' if side == 'only_second' else 'prompt'}: {error}") from None
+            finally:
+                self.tokenizer.truncation_side = old_side
+            if len(enc["input_ids"]) > self.max_length:
+                raise RowError(f"cannot fit this pair into {self.max_length} tokens with --truncation {self.truncation}")
+        types = enc.get("token_type_ids") if self.use_token_type_ids else None
+        return Encoded(list(enc["input_ids"]), None if types is None else list(types))
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        if batch.token_type_ids is not None:
+            kwargs["token_type_ids"] = batch.token_type_ids
+        if self.alpha_in_forward:
+            kwargs["alpha"] = self.alpha
+        output = self.model(**kwargs)
+        logits = output.logits if hasattr(output, "logits") else output
+        logits = logits.reshape(logits.shape[0], -1)
+        score = logits[:, self.label_index]
+        if self.alpha is not None and not self.alpha_in_forward:
+            score = score * self.alpha
+        return {"score": score}
+
+    def describe(self) -> dict[str, str]:
+        config = self.model.config
+        alpha = "none"
+        if self.alpha is not None:
+            alpha = f"{self.alpha} ({'passed to forward(alpha=...)' if self.alpha_in_forward else 'multiplies the score'})"
+        return {
+            **super().describe(),
+            "architecture": ", ".join(getattr(config, "architectures", None) or [type(self.model).__name__]),
+            "input": "tokenizer(prompt, response); earlier turns flattened into the prompt as 'Role: content'",
+            "token_type_ids": "passed" if self.use_token_type_ids else "not passed",
+            "score": f"regression logit {self.label_index}",
+            "alpha": alpha,
+            "pad token": f"{self.tokenizer.pad_token!r} (id {self.pad_token_id})",
+            "max length": f"{self.max_length} tokens, truncation: {self.truncation}",
+        }

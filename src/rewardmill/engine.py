@@ -1,0 +1,102 @@
+"""Family-agnostic batching: sort by length, batch under a token budget, run, restore input order.
+
+The engine sees only token ids and the adapter's padding needs. Sorting by length keeps padding small;
+the token budget (rows x longest row) bounds memory and keeps each forward pass in the shape range
+where the hardware is efficient. Results come back in input order whatever the batch plan was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .adapters.base import Adapter, Batch, Encoded
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine shapes batches. `max_tokens_per_batch` counts padded tokens (rows x longest)."""
+
+    batch_size: int = 64
+    max_tokens_per_batch: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.max_tokens_per_batch < 1:
+            raise ValueError("max_tokens_per_batch must be at least 1")
+
+
+def plan_batches(lengths: Sequence[int], options: EngineOptions) -> list[list[int]]:
+    """Group item indices into batches: longest first, each within batch_size and the token budget.
+
+    A single item longer than the budget still gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # Sorted longest first, so the batch's padded width is the length of its first item.
+        width = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) >= options.batch_size or (len(current) + 1) * width > options.max_tokens_per_batch):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(items: Sequence[Encoded], pad_token_id: int, padding_side: str, device: torch.device) -> Batch:
+    """Pad items to the longest one; positions count real tokens only, so padding never shifts them."""
+    width = max(len(item) for item in items)
+    n = len(items)
+    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)
+    with_types = items[0].token_type_ids is not None
+    token_type_ids = torch.zeros((n, width), dtype=torch.long) if with_types else None
+    for row, item in enumerate(items):
+        length = len(item)
+        span = slice(width - length, width) if padding_side == "left" else slice(0, length)
+        input_ids[row, span] = torch.tensor(item.input_ids, dtype=torch.long)
+        attention_mask[row, span] = 1
+        if token_type_ids is not None:
+            token_type_ids[row, span] = torch.tensor(item.token_type_ids, dtype=torch.long)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    if padding_side == "left":
+        last_index = torch.full((n,), width - 1, dtype=torch.long)
+    else:
+        last_index = torch.tensor([len(item) - 1 for item in items], dtype=torch.long)
+    return Batch(
+        input_ids=input_ids.to(device),
+        attention_mask=attention_mask.to(device),
+        position_ids=position_ids.to(device),
+        last_index=last_index.to(device),
+        token_type_ids=None if token_type_ids is None else token_type_ids.to(device),
+        items=list(items),
+    )
+
+
+def run(
+    adapter: Adapter,
+    items: Sequence[Encoded],
+    options: EngineOptions,
+    on_batch: Callable[[list[int]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Score encoded items; returns one {output name: value} dict per item, in input order."""
+    results: list[dict[str, float] | None] = [None] * len(items)
+    if not items:
+        return []
+    device = adapter.device
+    with torch.inference_mode():
+        for indices in plan_batches([len(item) for item in items], options):
+            batch = collate([items[i] for i in indices], adapter.pad_token_id, adapter.padding_side, device)
+            outputs = adapter.forward(batch)
+            columns = {name: values.detach().float().cpu().tolist() for name, values in outputs.items()}
+            for position, index in enumerate(indices):
+                results[index] = {name: values[position] for name, values in columns.items()}
+            if on_batch is not None:
+                on_batch(indices)
+    return results  # type: ignore[return-value]
