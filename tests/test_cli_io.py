@@ -197,3 +197,12 @@ def test_inspect_reports_detection(model_dirs):
     assert "none in the tokenizer; using EOS" in result.output
     result = runner.invoke(app, ["inspect", str(model_dirs["bert"])])
     assert "pair" in result.output and "token_type_ids" in result.output
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path, llama_dir):
+    source = tmp_path / "in.jsonl"
+    write_input(source, [{"conversation": CONV_A}] * 3, "jsonl")
+    quiet = runner.invoke(app, ["score", str(source), "-m", str(llama_dir), "-o", str(tmp_path / "a.jsonl")])
+    assert quiet.exit_code == 0 and "scoring" not in quiet.output
+    shown = runner.invoke(app, ["score", str(source), "-m", str(llama_dir), "-o", str(tmp_path / "b.jsonl"), "--progress"])
+    assert shown.exit_code == 0 and "3/3 rows" in shown.output and "row/s" in shown.output

@@ -48,7 +48,8 @@ def read_rows(path: str | Path, *, split: str | None = None) -> RowSource:
         raise InputError(f"{path}: no such file or directory")
     fmt = input_format(path)
     if fmt == "jsonl":
-        return RowSource(_read_jsonl(path), None)
+        total = None if path.suffix.lower() == ".gz" else _count_lines(path)
+        return RowSource(_read_jsonl(path), total)
     if fmt == "json":
         rows = _read_json(path)
         return RowSource(iter(rows), len(rows))
@@ -60,6 +61,15 @@ def read_rows(path: str | Path, *, split: str | None = None) -> RowSource:
         file = pq.ParquetFile(path)
         return RowSource(_batches_to_rows(file.iter_batches(batch_size=1024)), file.metadata.num_rows)
     return _read_dataset(path, split)
+
+
+def _count_lines(path: Path) -> int:
+    """Non-blank lines, for the progress bar's total (a fast pass over the bytes)."""
+    count = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            count += bool(line.strip())
+    return count
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
