@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
-from rewardmill import RewardModel, RowError
+from rewardmill import EngineOptions, RewardModel, RowError
 from rewardmill.adapters.pair import PairAdapter
 
 Q, A = "what is the capital of france?", "paris is the capital."
@@ -49,7 +49,7 @@ def test_alpha_is_passed_to_a_forward_that_takes_it(bert_dir):
         want = model(**tok(Q, A, return_tensors="pt"), alpha=10).reshape(-1)[0].item()
     adapter = PairAdapter(model, tok, max_length=128, truncation="error", alpha=10)
     assert adapter.alpha_in_forward
-    rm = RewardModel(adapter, name="alpha-bert", detection=None, engine_options=__import__("rewardmill").EngineOptions())
+    rm = RewardModel(adapter, name="alpha-bert", engine_options=EngineOptions())
     assert rm.score([CONV])[0] == pytest.approx(want, abs=1e-5)
 
 

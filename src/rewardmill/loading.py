@@ -62,13 +62,46 @@ def _scrub(message: str, options: LoadOptions) -> str:
 
 def _wrap(what: str, name: str, options: LoadOptions, error: Exception) -> ModelLoadError:
     text = _scrub(str(error), options)
-    if "trust_remote_code" in text:
-        text = (
-            f"{name} ships its own Python code, which rewardmill does not run unless you pass "
-            "--trust-remote-code (API: trust_remote_code=True). That code runs with your permissions: "
-            "read it first. Details: " + text
-        )
+    if "trust_remote_code" in text and not options.trust_remote_code:
+        return remote_code_refused(name, f"for its {what}")
     return ModelLoadError(f"could not load the {what} of {name}: {text}")
+
+
+def load_config_dict(name: str, options: LoadOptions) -> dict:
+    """The raw config.json as a dict: reading it runs none of the model's code."""
+    from transformers import PretrainedConfig
+
+    kwargs = {k: v for k, v in options.hub_kwargs().items() if k != "trust_remote_code"}
+    try:
+        config, _ = PretrainedConfig.get_config_dict(name, **kwargs)
+    except Exception as error:
+        raise _wrap("config", name, options, error) from None
+    return config
+
+
+def read_model_file(name: str, filename: str, options: LoadOptions) -> str | None:
+    """The text of one file of the model (e.g. its modeling_*.py), or None; nothing is imported."""
+    from pathlib import Path
+
+    local = Path(name) / filename
+    if Path(name).is_dir():
+        return local.read_text(encoding="utf-8") if local.is_file() else None
+    try:
+        from transformers.utils import cached_file
+
+        kwargs = {k: v for k, v in options.hub_kwargs().items() if k != "trust_remote_code"}
+        path = cached_file(name, filename, _raise_exceptions_for_missing_entries=False, **kwargs)
+        return Path(path).read_text(encoding="utf-8") if path else None
+    except Exception:
+        return None
+
+
+def remote_code_refused(name: str, what: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"{name} needs its own Python code ({what}) to load, and rewardmill runs a model's code only when you pass "
+        "--trust-remote-code (API: trust_remote_code=True). That code runs with your permissions and can do "
+        "anything you can: read it first, and pin --revision to the commit you read. Nothing of it was run."
+    )
 
 
 def load_config(name: str, options: LoadOptions):

@@ -5,15 +5,27 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import engine
-from .adapters import ADAPTERS, Adapter, Detection, detect_kind
+from .adapters import ADAPTERS, Adapter, AdapterSettings, Plan, plan_model
 from .adapters.base import Encoded, Truncation
 from .engine import EngineOptions
-from .loading import LoadOptions, ModelLoadError, default_max_length, load_config, load_model, load_tokenizer
+from .loading import (
+    LoadOptions,
+    ModelLoadError,
+    default_max_length,
+    load_config,
+    load_config_dict,
+    load_model,
+    load_tokenizer,
+    read_model_file,
+    remote_code_refused,
+)
+from .quirks import QuirksError, load_quirks
 from .rows import (
     Columns,
     Conversation,
@@ -22,6 +34,7 @@ from .rows import (
     UnreadableRow,
     detect_shape,
     failed,
+    output_column,
     fold,
     row_items,
     validate_messages,
@@ -33,7 +46,7 @@ TRUNCATIONS = ("error", "left", "right")
 @dataclass
 class _Prepared:
     error: str | None = None
-    values: list[float | None] = field(default_factory=list)
+    outputs: list[dict[str, float] | None] = field(default_factory=list)
     errors: list[str | None] = field(default_factory=list)
     encoded: list[tuple[int, Encoded]] = field(default_factory=list)
 
@@ -41,10 +54,10 @@ class _Prepared:
 class RewardModel:
     """A loaded scorer: an adapter (model family) plus the batching engine's options."""
 
-    def __init__(self, adapter: Adapter, *, name: str, detection: Detection, engine_options: EngineOptions):
+    def __init__(self, adapter: Adapter, *, name: str, engine_options: EngineOptions, plan: Plan | None = None):
         self.adapter = adapter
         self.name = name
-        self.detection = detection
+        self.plan = plan
         self.engine_options = engine_options
 
     @classmethod
@@ -63,49 +76,75 @@ class RewardModel:
         max_length: int | None = None,
         truncation: Truncation = "error",
         chat_template: str | None = None,
+        padding_side: str | None = None,
         label: int | str | None = None,
+        all_labels: bool = False,
+        probabilities: bool = False,
         alpha: float | None = None,
         token_type_ids: bool | None = None,
+        objectives: bool = False,
+        gating: bool = False,
+        reward_token_id: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        quirks: str | Path | None = None,
         batch_size: int = 64,
         max_tokens_per_batch: int = 4096,
     ) -> RewardModel:
         """Load a reward model from a hub id or a local directory.
 
-        `kind` is "auto" (detected from the config), "classifier", "pair" or "similarity". `dtype` "default"
-        means bf16 on GPU and fp32 on CPU. `truncation` "error" refuses over-long inputs per row.
+        `kind` is "auto" (detected from the config, the quirks table and the model's code read as text) or one
+        of `rewardmill.adapters.ADAPTERS`. `dtype` "default" means bf16 on GPU and fp32 on CPU. `truncation`
+        "error" refuses over-long inputs per row. `model_kwargs` are passed to every forward call. `quirks`
+        names a JSON file of extra quirk entries. Options left at None take the quirks table's value.
         """
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
         if kind != "auto" and kind not in ADAPTERS:
             raise ValueError(f"kind must be auto or one of {', '.join(ADAPTERS)}, got {kind!r}")
+        if padding_side not in (None, "left", "right"):
+            raise ValueError(f"padding_side must be left or right, got {padding_side!r}")
         options = LoadOptions(
-            revision=revision,
-            dtype=dtype,  # type: ignore[arg-type]
-            device=device,
-            device_map=device_map,
-            trust_remote_code=trust_remote_code,
-            token=token,
-            attn_implementation=attn_implementation,
+            revision=revision, dtype=dtype, device=device, device_map=device_map,  # type: ignore[arg-type]
+            trust_remote_code=trust_remote_code, token=token, attn_implementation=attn_implementation,
         )
+        try:
+            table = load_quirks(quirks)
+        except QuirksError as error:
+            raise ModelLoadError(str(error)) from None
+        plan = plan_model(
+            name, load_config_dict(name, options), kind=kind, quirks=table,
+            read_code=lambda filename: read_model_file(name, filename, options),
+        )
+        if plan.remote_code and not trust_remote_code:
+            raise remote_code_refused(name, f"{plan.remote_class or plan.auto_class} for kind {plan.kind}")
         config = load_config(name, options)
         tokenizer = load_tokenizer(name, options)
-        if kind == "auto":
-            try:
-                detection = detect_kind(config, tokenizer)
-            except ValueError as error:
-                raise ModelLoadError(str(error)) from None
-        else:
-            detection = Detection(kind, f"chosen with --kind {kind}")
-        limit = max_length or default_max_length(config, tokenizer)
-        adapter = _build_adapter(
-            detection.kind, name, options, tokenizer,
-            max_length=limit, truncation=truncation, chat_template=chat_template,
-            label=label, alpha=alpha, token_type_ids=token_type_ids,
+        quirk = dict(plan.quirk.settings) if plan.quirk else {}
+        settings = AdapterSettings(
+            max_length=max_length or quirk.get("max_length") or default_max_length(config, tokenizer),
+            truncation=truncation,
+            chat_template=chat_template or quirk.get("chat_template"),
+            bos=quirk.get("bos", "template"),
+            padding_side=padding_side or quirk.get("padding_side"),  # type: ignore[arg-type]
+            model_kwargs={**quirk.get("model_kwargs", {}), **(model_kwargs or {})},
+            label=label,
+            all_labels=all_labels,
+            probabilities=probabilities,
+            alpha=alpha,
+            token_type_ids=token_type_ids if token_type_ids is not None else quirk.get("token_type_ids"),
+            objectives=objectives,
+            gating=gating,
+            objective_names=quirk.get("objective_names"),
+            reward_token_id=reward_token_id if reward_token_id is not None else quirk.get("reward_token_id"),
         )
+        import transformers
+
+        model = load_model(getattr(transformers, plan.auto_class), name, options)
+        adapter = ADAPTERS[plan.kind].build(model, tokenizer, settings)
         return cls(
             adapter,
             name=name,
-            detection=detection,
+            plan=plan,
             engine_options=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch),
         )
 
@@ -116,6 +155,10 @@ class RewardModel:
 
         Raises RowError naming the first bad input; use `score_rows` to get per-row errors instead.
         """
+        return [out["score"] for out in self.score_outputs(inputs)]
+
+    def score_outputs(self, inputs: Sequence[Conversation | dict | tuple[str, str]]) -> list[dict[str, float]]:
+        """Like `score`, but every output of the model per input (score, objectives, labels...)."""
         conversations = [self._as_conversation(i, value) for i, value in enumerate(inputs)]
         encoded = []
         for i, conversation in enumerate(conversations):
@@ -123,7 +166,7 @@ class RewardModel:
                 encoded.append(self.adapter.encode(conversation))
             except RowError as error:
                 raise RowError(f"input {i}: {error.reason}") from None
-        return [out["score"] for out in engine.run(self.adapter, encoded, self.engine_options)]
+        return engine.run(self.adapter, encoded, self.engine_options)
 
     def _as_conversation(self, i: int, value: Any) -> Conversation:
         try:
@@ -161,7 +204,7 @@ class RewardModel:
         first_index = 0
         while chunk := list(itertools.islice(iterator, chunk_rows)):
             if shape is None:
-                shape = _shape_of(chunk, columns)
+                shape = _shape_of(chunk, columns, self.adapter.output_names)
             yield from self._score_chunk(chunk, first_index, shape, columns, strict, on_progress)
             first_index += len(chunk)
 
@@ -175,7 +218,7 @@ class RewardModel:
             return _Prepared(error=f"{label}: {error.reason}")
         several = shape in (Shape.instruction_responses, Shape.messages_generations)
         item_name = columns.responses if shape is Shape.instruction_responses else columns.generations
-        prepared = _Prepared(values=[None] * len(found.conversations), errors=list(found.item_errors))
+        prepared = _Prepared(outputs=[None] * len(found.conversations), errors=list(found.item_errors))
         for k, conversation in enumerate(found.conversations):
             if conversation is not None:
                 try:
@@ -189,6 +232,7 @@ class RewardModel:
         return prepared
 
     def _score_chunk(self, chunk, first_index, shape, columns, strict, on_progress) -> list[dict]:
+        names = self.adapter.output_names
         prepared = [self._prepare(row, f"row {first_index + r}", shape, columns, strict) for r, row in enumerate(chunk)]
         items: list[Encoded] = []
         owners: list[tuple[int, int]] = []  # (row in chunk, position in the row) of each item
@@ -204,9 +248,11 @@ class RewardModel:
             on_batch=lambda indices: report(sum(weight[owners[i][0]] for i in indices)),
         )
         for (r, k), result in zip(owners, results):
-            prepared[r].values[k] = result["score"]
+            prepared[r].outputs[k] = result
         return [
-            failed(row, shape, p.error, columns) if p.error else fold(row, shape, p.values, p.errors, columns)
+            failed(row, shape, p.error, columns, names)
+            if p.error
+            else fold(row, shape, p.outputs, names, p.errors, columns)
             for row, p in zip(chunk, prepared)
         ]
 
@@ -218,7 +264,9 @@ class RewardModel:
         parameter = next(model.parameters())
         return {
             "model": self.name,
-            "detected": self.detection.reason,
+            "detected": self.plan.reason if self.plan else "adapter built by the caller",
+            "loaded with": f"{self.plan.auto_class}" + (" (the model's own code)" if self.plan.remote_code else "")
+            if self.plan else type(model).__name__,
             **self.adapter.describe(),
             "dtype": str(parameter.dtype).replace("torch.", ""),
             "device": str(parameter.device),
@@ -227,7 +275,7 @@ class RewardModel:
         }
 
 
-def _shape_of(chunk: list, columns: Columns) -> Shape:
+def _shape_of(chunk: list, columns: Columns, names: tuple[str, ...]) -> Shape:
     """The shape of the first readable row; the output columns must not exist yet."""
     for index, row in enumerate(chunk):
         if isinstance(row, dict) and not isinstance(row, UnreadableRow):
@@ -235,40 +283,18 @@ def _shape_of(chunk: list, columns: Columns) -> Shape:
                 shape = detect_shape(row.keys(), columns)
             except RowError as error:
                 raise RowError(f"row {index}: {error.reason}") from None
-            _check_output_free(row, shape, columns)
+            _check_output_free(row, shape, columns, names)
             return shape
     raise RowError(f"none of the first {len(chunk)} rows is a readable object")
 
 
-def _check_output_free(row: dict, shape: Shape, columns: Columns) -> None:
-    for name in (columns.output_for(shape), columns.error):
+def _check_output_free(row: dict, shape: Shape, columns: Columns, names: tuple[str, ...]) -> None:
+    for name in (*(output_column(n, shape, columns) for n in names), columns.error):
         if name in row:
             raise RowError(
                 f"the input already has a '{name}' column; choose other output names "
                 "(--score-column/--scores-column/--ratings-column/--error-column) so nothing is overwritten"
             )
-
-
-def _build_adapter(kind: str, name: str, options: LoadOptions, tokenizer, **settings: Any) -> Adapter:
-    from transformers import AutoModel, AutoModelForSequenceClassification
-
-    if kind == "classifier":
-        model = load_model(AutoModelForSequenceClassification, name, options)
-        return ADAPTERS[kind](
-            model, tokenizer, max_length=settings["max_length"], truncation=settings["truncation"],
-            chat_template=settings["chat_template"], label=settings["label"],
-        )
-    if kind == "pair":
-        model = load_model(AutoModelForSequenceClassification, name, options)
-        from .adapters.classifier import select_label
-
-        return ADAPTERS[kind](
-            model, tokenizer, max_length=settings["max_length"], truncation=settings["truncation"],
-            alpha=settings["alpha"], token_type_ids=settings["token_type_ids"],
-            label=select_label(model.config, settings["label"]),
-        )
-    model = load_model(AutoModel, name, options)
-    return ADAPTERS[kind](model, tokenizer, max_length=settings["max_length"], truncation=settings["truncation"])
 
 
 def set_threads(threads: int | None) -> None:

@@ -195,23 +195,35 @@ def _two_turns(instruction: str, response: str) -> Conversation:
     return [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
 
 
-def fold(row: dict, shape: Shape, values: list[float | None], errors: list[str | None], columns: Columns) -> dict:
-    """Return a copy of `row` with the output column (and error column) filled from item results."""
+def output_column(name: str, shape: Shape, columns: Columns) -> str:
+    """Where an adapter output lands: "score" in the shape's column, others under their own names."""
+    return columns.output_for(shape) if name == "score" else name
+
+
+def fold(
+    row: dict,
+    shape: Shape,
+    outputs: list[dict[str, float] | None],
+    names: tuple[str, ...],
+    errors: list[str | None],
+    columns: Columns,
+) -> dict:
+    """Return a copy of `row` with each output column (and the error column) filled from item results."""
     out = dict(row)
-    column = columns.output_for(shape)
-    if shape in (Shape.conversation, Shape.instruction_response):
-        out[column] = values[0]
-    else:
-        out[column] = list(values)
+    single = shape in (Shape.conversation, Shape.instruction_response)
+    for name in names:
+        values = [None if result is None else result[name] for result in outputs]
+        out[output_column(name, shape, columns)] = values[0] if single else values
     problems = [e for e in errors if e]
     out[columns.error] = "; ".join(problems) if problems else None
     return out
 
 
-def failed(row: Any, shape: Shape | None, reason: str, columns: Columns) -> dict:
+def failed(row: Any, shape: Shape | None, reason: str, columns: Columns, names: tuple[str, ...] = ("score",)) -> dict:
     """The output row for a row that could not be scored at all."""
     out = dict(row) if isinstance(row, dict) else {"input": row}
     if shape is not None:
-        out[columns.output_for(shape)] = None
+        for name in names:
+            out[output_column(name, shape, columns)] = None
     out[columns.error] = reason
     return out

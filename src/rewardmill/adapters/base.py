@@ -8,14 +8,35 @@ padded batch into named outputs, one value per row (`forward`). It declares how 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from ..rows import Conversation, RowError
 
 Truncation = Literal["error", "left", "right"]
+
+
+@dataclass
+class AdapterSettings:
+    """Every scoring option an adapter may use; each family's `build` reads the ones it needs."""
+
+    max_length: int
+    truncation: Truncation = "error"
+    chat_template: str | None = None
+    bos: str = "template"
+    padding_side: Literal["left", "right"] | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    label: int | str | None = None
+    all_labels: bool = False
+    probabilities: bool = False
+    alpha: float | None = None
+    token_type_ids: bool | None = None
+    objectives: bool = False
+    gating: bool = False
+    objective_names: list[str] | None = None
+    reward_token_id: int | None = None
 
 
 @dataclass
@@ -46,13 +67,29 @@ class Adapter(ABC):
 
     kind: ClassVar[str]
     padding_side: Literal["left", "right"] = "right"
-    output_names: tuple[str, ...] = ("score",)
 
-    def __init__(self, model: torch.nn.Module, tokenizer, *, max_length: int, truncation: Truncation):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        *,
+        max_length: int,
+        truncation: Truncation,
+        model_kwargs: dict[str, Any] | None = None,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.truncation = truncation
+        self.model_kwargs = dict(model_kwargs or {})
+        # "score" comes first; families with several outputs (objectives, labels) add their names.
+        self.output_names: tuple[str, ...] = ("score",)
+
+    @classmethod
+    def build(cls, model: torch.nn.Module, tokenizer, settings: AdapterSettings) -> Adapter:
+        """Construct from the shared settings (families override to read their own options)."""
+        return cls(model, tokenizer, max_length=settings.max_length, truncation=settings.truncation,
+                   model_kwargs=settings.model_kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -72,10 +109,22 @@ class Adapter(ABC):
 
     def describe(self) -> dict[str, str]:
         """What `rewardmill inspect` prints about this adapter."""
-        return {"kind": self.kind, "padding side (rewardmill)": self.padding_side}
+        config = getattr(self.model, "config", None)
+        info = {
+            "kind": self.kind,
+            "architecture": ", ".join(getattr(config, "architectures", None) or [type(self.model).__name__]),
+            "model class": type(self.model).__name__,
+            "padding side (rewardmill)": self.padding_side,
+            "max length": f"{self.max_length} tokens, truncation: {self.truncation}",
+        }
+        if self.model_kwargs:
+            info["forward kwargs"] = ", ".join(f"{k}={v!r}" for k, v in self.model_kwargs.items())
+        if len(self.output_names) > 1:
+            info["outputs"] = ", ".join(self.output_names)
+        return info
 
-    def fit(self, ids: list[int], *, keep_prefix: int = 0) -> list[int]:
-        """Apply the truncation policy to a token list; `keep_prefix` tokens (e.g. BOS) survive left cuts."""
+    def fit(self, ids: list[int], *, keep_prefix: int = 0, keep_suffix: int = 0) -> list[int]:
+        """Apply the truncation policy; `keep_prefix`/`keep_suffix` ids (BOS, a reward token) always survive."""
         if len(ids) <= self.max_length:
             return ids
         if self.truncation == "error":
@@ -83,7 +132,10 @@ class Adapter(ABC):
                 f"{len(ids)} tokens exceed the maximum length {self.max_length} "
                 "(raise --max-length or choose --truncation left|right)"
             )
-        if self.truncation == "right":
-            return ids[: self.max_length]
-        keep = ids[:keep_prefix]
-        return keep + ids[len(ids) - (self.max_length - len(keep)) :]
+        head, tail = ids[:keep_prefix], ids[len(ids) - keep_suffix :]
+        body = ids[keep_prefix : len(ids) - keep_suffix]
+        room = self.max_length - len(head) - len(tail)
+        if room <= 0:
+            raise RowError(f"--max-length {self.max_length} leaves no room for the conversation")
+        body = body[:room] if self.truncation == "right" else body[len(body) - room :]
+        return head + body + tail

@@ -9,12 +9,14 @@ response side.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import torch
 
 from ..loading import ModelLoadError
 from ..rows import Conversation, RowError
-from .base import Adapter, Batch, Encoded, Truncation
+from .base import Adapter, AdapterSettings, Batch, Encoded, Truncation
+from .outputs import output_tensor
 
 
 def flatten(conversation: Conversation) -> tuple[str, str]:
@@ -39,8 +41,9 @@ class PairAdapter(Adapter):
         alpha: float | None = None,
         token_type_ids: bool | None = None,
         label: int = 0,
+        model_kwargs: dict[str, Any] | None = None,
     ):
-        super().__init__(model, tokenizer, max_length=max_length, truncation=truncation)
+        super().__init__(model, tokenizer, max_length=max_length, truncation=truncation, model_kwargs=model_kwargs)
         config = model.config
         if token_type_ids is None:
             token_type_ids = (
@@ -51,9 +54,22 @@ class PairAdapter(Adapter):
         self.use_token_type_ids = bool(token_type_ids)
         self.alpha = alpha
         self.alpha_in_forward = alpha is not None and "alpha" in inspect.signature(model.forward).parameters
+        if "alpha" in self.model_kwargs and alpha is not None:
+            raise ModelLoadError("give alpha once: either --alpha or --model-kwarg alpha=..., not both")
         self.label_index = label
         if tokenizer.pad_token_id is None:
             raise ModelLoadError("the tokenizer of this pair-input model has no pad token")
+
+    @classmethod
+    def build(cls, model, tokenizer, settings: AdapterSettings) -> PairAdapter:
+        from .classifier import select_label
+
+        single = not hasattr(model.config, "num_labels") or getattr(model.config, "num_labels", 1) == 1
+        return cls(
+            model, tokenizer, max_length=settings.max_length, truncation=settings.truncation, alpha=settings.alpha,
+            token_type_ids=settings.token_type_ids, label=0 if single else select_label(model.config, settings.label),
+            model_kwargs=settings.model_kwargs,
+        )
 
     @property
     def pad_token_id(self) -> int:
@@ -89,8 +105,8 @@ class PairAdapter(Adapter):
             kwargs["token_type_ids"] = batch.token_type_ids
         if self.alpha_in_forward:
             kwargs["alpha"] = self.alpha
-        output = self.model(**kwargs)
-        logits = output.logits if hasattr(output, "logits") else output
+        output = self.model(**kwargs, **self.model_kwargs)
+        logits = output_tensor(output, ("logits", "score", "scores", "rewards", "reward"))
         logits = logits.reshape(logits.shape[0], -1)
         score = logits[:, self.label_index]
         if self.alpha is not None and not self.alpha_in_forward:
@@ -98,17 +114,17 @@ class PairAdapter(Adapter):
         return {"score": score}
 
     def describe(self) -> dict[str, str]:
-        config = self.model.config
         alpha = "none"
         if self.alpha is not None:
             alpha = f"{self.alpha} ({'passed to forward(alpha=...)' if self.alpha_in_forward else 'multiplies the score'})"
         return {
             **super().describe(),
-            "architecture": ", ".join(getattr(config, "architectures", None) or [type(self.model).__name__]),
             "input": "tokenizer(prompt, response); earlier turns flattened into the prompt as 'Role: content'",
+            "calls": f"{type(self.model).__name__}.forward(input_ids, attention_mask"
+            + (", token_type_ids" if self.use_token_type_ids else "")
+            + (", alpha" if self.alpha_in_forward else "") + ")",
             "token_type_ids": "passed" if self.use_token_type_ids else "not passed",
-            "score": f"regression logit {self.label_index}",
+            "score": f"regression output {self.label_index}",
             "alpha": alpha,
             "pad token": f"{self.tokenizer.pad_token!r} (id {self.pad_token_id})",
-            "max length": f"{self.max_length} tokens, truncation: {self.truncation}",
         }

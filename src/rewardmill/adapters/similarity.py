@@ -54,8 +54,6 @@ class SimilarityAdapter(Adapter):
     def describe(self) -> dict[str, str]:
         return {
             **super().describe(),
-            "architecture": ", ".join(getattr(self.model.config, "architectures", None) or ["encoder"]),
             "input": "prompt and response embedded separately (earlier turns flattened into the prompt)",
             "score": "cosine of mean-pooled embeddings, in [-1, 1]: relevance, not preference",
-            "max length": f"{self.max_length} tokens per side, truncation: {self.truncation}",
         }

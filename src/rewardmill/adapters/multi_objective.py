@@ -1,0 +1,80 @@
+"""ArmoRM-style models: forward returns `score` plus per-objective `rewards` (and `gating_output`).
+
+These models find each row's end from the first pad token, so they need right padding and the pad id they
+were configured with. With `objectives`, one output per objective (named from the config or the quirks
+table, else objective_0..n); with `gating`, the gating weights as gating_<name>.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..rows import Conversation
+from .base import AdapterSettings, Batch
+from .decoder import DecoderAdapter
+from .outputs import output_tensor
+
+NAME_FIELDS = ("objective_names", "reward_objectives", "objectives", "attributes")
+_PROBE: Conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+
+
+def objective_names(config, count: int, given: list[str] | None) -> list[str]:
+    for candidate in (given, *(getattr(config, f, None) for f in NAME_FIELDS)):
+        if isinstance(candidate, (list, tuple)) and len(candidate) == count and all(isinstance(n, str) for n in candidate):
+            return list(candidate)
+    return [f"objective_{i}" for i in range(count)]
+
+
+class MultiObjectiveAdapter(DecoderAdapter):
+    kind = "multi-objective"
+
+    @classmethod
+    def build(cls, model, tokenizer, settings: AdapterSettings) -> MultiObjectiveAdapter:
+        adapter = cls(model, tokenizer, **cls.common(settings))
+        config_pad = getattr(model.config, "pad_token_id", None)
+        if config_pad is not None:
+            adapter._pad_id = config_pad  # the model looks for this id to find each row's end
+        else:
+            model.config.pad_token_id = adapter.pad_token_id
+        count = adapter._objective_count()
+        adapter.objectives = objective_names(model.config, count, settings.objective_names)
+        names = ["score"]
+        if settings.objectives:
+            names += adapter.objectives
+        if settings.gating:
+            names += [f"gating_{n}" for n in adapter.objectives]
+        adapter.output_names = tuple(names)
+        return adapter
+
+    def _objective_count(self) -> int:
+        count = getattr(self.model.config, "num_objectives", None)
+        if isinstance(count, int):
+            return count
+        from ..engine import collate
+
+        with torch.inference_mode():
+            batch = collate([self.encode(_PROBE)], self.pad_token_id, self.padding_side, self.device)
+            return int(self._call(batch).rewards.shape[-1])
+
+    def _call(self, batch: Batch):
+        return self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **self.model_kwargs)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        output = self._call(batch)
+        n = batch.input_ids.shape[0]
+        outputs = {"score": output_tensor(output, ("score",)).reshape(n, -1)[:, 0]}
+        rewards = output.rewards.reshape(n, -1)
+        gating = getattr(output, "gating_output", None)
+        for i, name in enumerate(self.objectives):
+            if name in self.output_names:
+                outputs[name] = rewards[:, i]
+            if f"gating_{name}" in self.output_names:
+                outputs[f"gating_{name}"] = gating.reshape(n, -1)[:, i]
+        return outputs
+
+    def describe(self) -> dict[str, str]:
+        return {
+            **super().describe(),
+            "calls": f"{type(self.model).__name__}.forward(input_ids, attention_mask)",
+            "score": f"output.score; objectives from output.rewards: {', '.join(self.objectives)}",
+        }
