@@ -1,7 +1,9 @@
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="rewardmill-hf-modules-")  # remote code copies land here
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -31,6 +32,11 @@ class TruncationChoice(str, Enum):
     right = "right"
 
 
+class PaddingChoice(str, Enum):
+    left = "left"
+    right = "right"
+
+
 class ShapeChoice(str, Enum):
     auto = "auto"
     conversation = "conversation"
@@ -43,6 +49,7 @@ LOAD = "Model loading"
 INPUT = "Input handling"
 ENGINE = "Batching"
 COLUMNS = "Column names"
+OUTPUTS = "Extra outputs"
 
 KindOpt = Annotated[Kind, typer.Option("--kind", help="Model family: auto-detect from the config, or force one.", rich_help_panel=LOAD)]
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).", rich_help_panel=LOAD)]
@@ -58,15 +65,40 @@ TemplateOpt = Annotated[Optional[str], typer.Option(help="Chat template (Jinja s
 LabelOpt = Annotated[Optional[str], typer.Option(help="For multi-label heads: the label name or index to use as score.", rich_help_panel=INPUT)]
 AlphaOpt = Annotated[Optional[float], typer.Option(help="Reward multiplier for pair-input models: passed as forward(alpha=...) when the model takes it, else multiplies the score.", rich_help_panel=INPUT)]
 TypesOpt = Annotated[Optional[bool], typer.Option("--token-type-ids/--no-token-type-ids", help="Pair-input models: pass token_type_ids (default: when tokenizer and model use them).", rich_help_panel=INPUT, show_default=False)]
+PaddingOpt = Annotated[Optional[PaddingChoice], typer.Option(help="Padding side to use (default: what the model family or the quirks table needs; scores do not depend on it).", rich_help_panel=INPUT, show_default=False)]
+AllLabelsOpt = Annotated[bool, typer.Option("--all-labels", help="Multi-label heads: add one output column per label (logit_NAME or prob_NAME).", rich_help_panel=OUTPUTS)]
+ProbOpt = Annotated[bool, typer.Option("--probabilities", help="Classifier heads: softmax probabilities (sigmoid for one label) instead of logits.", rich_help_panel=OUTPUTS)]
+ObjectivesOpt = Annotated[bool, typer.Option("--objectives", help="Multi-objective models (ArmoRM style): one column per objective, named from the config or quirks table, else objective_N.", rich_help_panel=OUTPUTS)]
+GatingOpt = Annotated[bool, typer.Option("--gating", help="Multi-objective models: add the gating weights as gating_NAME columns.", rich_help_panel=OUTPUTS)]
+RewardTokenOpt = Annotated[Optional[int], typer.Option(help="Reward-token models (InternLM2 style): the token id appended to read the score at (default: from the model or quirks table).", rich_help_panel=INPUT)]
+ModelKwargOpt = Annotated[Optional[list[str]], typer.Option("--model-kwarg", help="KEY=VALUE passed to every forward call (VALUE parsed as JSON when it can be, e.g. alpha=10); repeatable.", rich_help_panel=INPUT, show_default=False)]
+QuirksOpt = Annotated[Optional[Path], typer.Option(help="JSON file of extra model quirks (see the README), tried before the built-in table.", rich_help_panel=LOAD)]
 BatchOpt = Annotated[int, typer.Option(help="Most rows in one forward pass.", rich_help_panel=ENGINE)]
 TokensOpt = Annotated[int, typer.Option(help="Most padded tokens (rows x longest row) in one forward pass.", rich_help_panel=ENGINE)]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).", rich_help_panel=ENGINE)]
 
 
-def _load(model: str, **options):
+def parse_model_kwargs(pairs: list[str] | None) -> dict:
+    """KEY=VALUE strings -> dict, VALUE parsed as JSON when possible (alpha=10 -> 10, name=x -> 'x')."""
+    kwargs = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--model-kwarg expects KEY=VALUE, got {pair!r}")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value
+    return kwargs
+
+
+def _load(model: str, *, model_kwarg: list[str] | None, padding_side: PaddingChoice | None, **options):
     from . import RewardModel
 
-    return RewardModel.from_pretrained(model, **options)
+    return RewardModel.from_pretrained(
+        model, model_kwargs=parse_model_kwargs(model_kwarg),
+        padding_side=None if padding_side is None else padding_side.value, **options,
+    )
 
 
 def _fail(message: str) -> None:
@@ -101,6 +133,14 @@ def score(
     label: LabelOpt = None,
     alpha: AlphaOpt = None,
     token_type_ids: TypesOpt = None,
+    padding_side: PaddingOpt = None,
+    reward_token_id: RewardTokenOpt = None,
+    model_kwarg: ModelKwargOpt = None,
+    quirks: QuirksOpt = None,
+    all_labels: AllLabelsOpt = False,
+    probabilities: ProbOpt = False,
+    objectives: ObjectivesOpt = False,
+    gating: GatingOpt = False,
     batch_size: BatchOpt = 64,
     max_tokens_per_batch: TokensOpt = 4096,
     threads: ThreadsOpt = None,
@@ -142,7 +182,9 @@ def score(
             trust_remote_code=trust_remote_code, token=token, attn_implementation=attn_implementation,
             max_length=max_length, truncation=truncation.value, chat_template=chat_template, label=label,
             alpha=alpha, token_type_ids=token_type_ids, batch_size=batch_size,
-            max_tokens_per_batch=max_tokens_per_batch,
+            max_tokens_per_batch=max_tokens_per_batch, padding_side=padding_side, reward_token_id=reward_token_id,
+            model_kwarg=model_kwarg, quirks=quirks, all_labels=all_labels, probabilities=probabilities,
+            objectives=objectives, gating=gating,
         )
         summary = score_file(
             input, output, scorer, columns=columns, shape=None if shape is ShapeChoice.auto else Shape(shape.value),
@@ -175,14 +217,25 @@ def inspect(
     chat_template: TemplateOpt = None,
     label: LabelOpt = None,
     alpha: AlphaOpt = None,
+    token_type_ids: TypesOpt = None,
+    padding_side: PaddingOpt = None,
+    reward_token_id: RewardTokenOpt = None,
+    model_kwarg: ModelKwargOpt = None,
+    quirks: QuirksOpt = None,
+    all_labels: AllLabelsOpt = False,
+    probabilities: ProbOpt = False,
+    objectives: ObjectivesOpt = False,
+    gating: GatingOpt = False,
 ) -> None:
-    """Show what rewardmill detected for MODEL and how it will compute scores."""
+    """Show what rewardmill detected for MODEL (family, what is called, how the score is read)."""
     _quiet_transformers()
     try:
         scorer = _load(
             model, kind=kind.value, revision=revision, dtype=dtype.value, device=device,
             trust_remote_code=trust_remote_code, token=token, max_length=max_length,
-            chat_template=chat_template, label=label, alpha=alpha,
+            chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
+            padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg, quirks=quirks,
+            all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating,
         )
     except (ModelLoadError, ValueError) as error:
         _fail(str(error))

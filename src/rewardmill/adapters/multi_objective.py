@@ -34,6 +34,7 @@ class MultiObjectiveAdapter(DecoderAdapter):
         config_pad = getattr(model.config, "pad_token_id", None)
         if config_pad is not None:
             adapter._pad_id = config_pad  # the model looks for this id to find each row's end
+            adapter.pad_note = f"id {config_pad}, the model's config.pad_token_id (it finds each row's end from it)"
         else:
             model.config.pad_token_id = adapter.pad_token_id
         count = adapter._objective_count()

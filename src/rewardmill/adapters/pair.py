@@ -64,7 +64,9 @@ class PairAdapter(Adapter):
     def build(cls, model, tokenizer, settings: AdapterSettings) -> PairAdapter:
         from .classifier import select_label
 
-        single = not hasattr(model.config, "num_labels") or getattr(model.config, "num_labels", 1) == 1
+        # Only a classification head has labels; custom regression models (seed 001) return one value.
+        with_labels = type(model).__name__.endswith("ForSequenceClassification")
+        single = not with_labels or getattr(model.config, "num_labels", 1) == 1
         return cls(
             model, tokenizer, max_length=settings.max_length, truncation=settings.truncation, alpha=settings.alpha,
             token_type_ids=settings.token_type_ids, label=0 if single else select_label(model.config, settings.label),

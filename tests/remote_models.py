@@ -1,0 +1,271 @@
+"""Small local remote-code reward models (a modeling_*.py plus auto_map), one per custom interface.
+
+Each module writes a marker file when imported, so tests can prove that refusing --trust-remote-code ran
+none of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+import toy_models
+
+MARKER = "IMPORTED_{name}"
+
+_IMPORT_MARKER = '''
+import pathlib as _pathlib
+_pathlib.Path({marker_path!r}).write_text("imported")
+'''
+
+ARMO = '''
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import LlamaModel, LlamaPreTrainedModel
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class ArmoOutput(ModelOutput):
+    rewards: Optional[torch.FloatTensor] = None
+    gating_output: Optional[torch.FloatTensor] = None
+    score: Optional[torch.FloatTensor] = None
+
+
+class LlamaForRewardModelWithGating(LlamaPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = LlamaModel(config)
+        self.regression_layer = nn.Linear(config.hidden_size, config.num_objectives, bias=False)
+        self.gating = nn.Linear(config.hidden_size, config.num_objectives)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # Like ArmoRM: the row ends just before its first pad token (right padding only).
+        ends = torch.eq(input_ids, self.config.pad_token_id).int().argmax(-1) - 1
+        ends = ends % input_ids.shape[-1]
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), ends]
+        rewards = self.regression_layer(last)
+        gating = torch.softmax(self.gating(last), dim=-1)
+        score = (rewards * gating).sum(-1, keepdim=True)
+        return ArmoOutput(rewards=rewards, gating_output=gating, score=score)
+'''
+
+INTERNLM = '''
+import torch
+from torch import nn
+from transformers import LlamaModel, LlamaPreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutputWithPast
+
+
+class LlamaForRewardModel(LlamaPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = LlamaModel(config)
+        self.v_head = nn.Linear(config.hidden_size, 1, bias=False)
+        self.reward_token_id = config.reward_token_id
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        values = self.v_head(hidden).squeeze(-1)
+        ends = attention_mask.cumsum(dim=1).argmax(dim=1).view(-1, 1)
+        return SequenceClassifierOutputWithPast(logits=torch.gather(values, 1, ends))
+
+    @torch.no_grad()
+    def get_score(self, tokenizer, chat):
+        text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=False)
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = torch.cat([ids, torch.tensor([[self.reward_token_id]])], dim=1)
+        return self.forward(input_ids=ids, attention_mask=torch.ones_like(ids))[0].item()
+
+    def get_scores(self, tokenizer, chats):
+        return [self.get_score(tokenizer, chat) for chat in chats]
+'''
+
+KLUGE = '''
+from torch import nn
+from transformers import BertModel, BertPreTrainedModel
+
+
+class RewardModel(BertPreTrainedModel):
+    """Seed 001: a BERT regression model whose forward takes alpha and returns the reward tensor."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.head = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, alpha=1.0):
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return self.head(hidden.last_hidden_state[:, 0]) * alpha
+'''
+
+VALUE = '''
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import Qwen2Model, Qwen2PreTrainedModel
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class ValueOutput(ModelOutput):
+    values: Optional[torch.FloatTensor] = None
+
+
+class Qwen2ValueModel(Qwen2PreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = Qwen2Model(config)
+        self.value_head = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, **kwargs):
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return ValueOutput(values=self.value_head(hidden).squeeze(-1))
+'''
+
+MYSTERY = '''
+from torch import nn
+from transformers import LlamaModel, LlamaPreTrainedModel
+
+
+class MysteryModel(LlamaPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = LlamaModel(config)
+
+    def forward(self, input_ids=None, attention_mask=None):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.mean()
+'''
+
+OBJECTIVES = ["helpfulness", "correctness", "coherence", "verbosity"]
+
+
+def _write(directory: Path, module: str, source: str, config_updates: dict) -> None:
+    marker_path = str((directory / MARKER.format(name=module)).resolve())
+    (directory / f"{module}.py").write_text(_IMPORT_MARKER.format(marker_path=marker_path) + source)
+    config = json.loads((directory / "config.json").read_text())
+    config.update(config_updates)
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def _save(model, tok, directory: Path) -> Path:
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def _decoder_base(family: str, directory: Path, cls_source: str, module: str, class_name: str, seed: int, **extra):
+    """Instantiate the custom class in-process (exec of our own source), save it, then add auto_map."""
+    namespace: dict = {}
+    exec(compile(cls_source, f"<{module}>", "exec"), namespace)
+    tok = toy_models.TOKENIZERS[family]()
+    config = toy_models._decoder_config(family, tok)
+    for key, value in extra.items():
+        setattr(config, key, value)
+    torch.manual_seed(seed)
+    model = namespace[class_name](config)
+    _save(model, tok, directory)
+    return tok
+
+
+def build_armo(directory: Path, *, named: bool = True) -> Path:
+    tok = toy_models.llama_tokenizer()
+    extra = {"num_objectives": len(OBJECTIVES), "pad_token_id": tok.unk_token_id}
+    if named:
+        extra["objective_names"] = OBJECTIVES
+    _decoder_base("llama", directory, ARMO, "modeling_armo", "LlamaForRewardModelWithGating", 1, **extra)
+    _write(directory, "modeling_armo", ARMO, {
+        **extra, "architectures": ["LlamaForRewardModelWithGating"],
+        "auto_map": {"AutoModelForSequenceClassification": "modeling_armo.LlamaForRewardModelWithGating"},
+    })
+    return directory
+
+
+REWARD_TOKEN = "[UNUSED_TOKEN_130]"
+
+
+def build_internlm(directory: Path) -> Path:
+    tok = toy_models.llama_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": [REWARD_TOKEN]})
+    reward_id = tok.convert_tokens_to_ids(REWARD_TOKEN)
+    namespace: dict = {}
+    exec(compile(INTERNLM, "<modeling_internlm_rm>", "exec"), namespace)
+    config = toy_models._decoder_config("llama", tok)
+    config.reward_token_id = reward_id
+    torch.manual_seed(2)
+    model = namespace["LlamaForRewardModel"](config)
+    with torch.no_grad():
+        model.v_head.weight.normal_(0, 1.0)
+    _save(model, tok, directory)
+    _write(directory, "modeling_internlm_rm", INTERNLM, {
+        "reward_token_id": reward_id, "architectures": ["LlamaForRewardModel"],
+        "auto_map": {"AutoModel": "modeling_internlm_rm.LlamaForRewardModel"},
+    })
+    return directory
+
+
+def build_kluge(directory: Path) -> Path:
+    from transformers import BertConfig
+
+    tok = toy_models.bert_tokenizer(directory)
+    namespace: dict = {}
+    exec(compile(KLUGE, "<modeling_kluge>", "exec"), namespace)
+    config = BertConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, max_position_embeddings=256)
+    torch.manual_seed(3)
+    model = namespace["RewardModel"](config)
+    _save(model, tok, directory)
+    _write(directory, "modeling_kluge", KLUGE, {
+        "architectures": ["RewardModel"], "auto_map": {"AutoModel": "modeling_kluge.RewardModel"},
+    })
+    return directory
+
+
+def build_value(directory: Path) -> Path:
+    _decoder_base("qwen2", directory, VALUE, "modeling_value", "Qwen2ValueModel", 4)
+    _write(directory, "modeling_value", VALUE, {
+        "architectures": ["Qwen2ValueModel"], "auto_map": {"AutoModel": "modeling_value.Qwen2ValueModel"},
+    })
+    return directory
+
+
+def build_mystery(directory: Path) -> Path:
+    _decoder_base("llama", directory, MYSTERY, "modeling_mystery", "MysteryModel", 5)
+    _write(directory, "modeling_mystery", MYSTERY, {
+        "architectures": ["MysteryModel"], "auto_map": {"AutoModel": "modeling_mystery.MysteryModel"},
+    })
+    return directory
+
+
+def build_multilabel(directory: Path) -> Path:
+    """A built-in LlamaForSequenceClassification with three named labels (no custom code)."""
+    from transformers import AutoModelForSequenceClassification
+
+    tok = toy_models.llama_tokenizer()
+    config = toy_models._decoder_config("llama", tok)
+    config.num_labels = 3
+    config.id2label = {0: "bad", 1: "ok", 2: "good"}
+    config.label2id = {"bad": 0, "ok": 1, "good": 2}
+    torch.manual_seed(6)
+    model = AutoModelForSequenceClassification.from_config(config)
+    with torch.no_grad():
+        model.score.weight.normal_(0, 1.0)
+    return _save(model, tok, directory)
+
+
+BUILDERS = {
+    "armo": build_armo, "internlm": build_internlm, "kluge": build_kluge, "value": build_value,
+    "mystery": build_mystery, "multilabel": build_multilabel,
+}
