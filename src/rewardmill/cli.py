@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect as inspect_module
 import json
 import sys
 from enum import Enum
@@ -92,13 +93,13 @@ def parse_model_kwargs(pairs: list[str] | None) -> dict:
     return kwargs
 
 
-def _load(model: str, *, model_kwarg: list[str] | None, padding_side: PaddingChoice | None, **options):
+def _load(model: str, params: dict):
+    """RewardModel.from_pretrained with every model option among a command's parameters (enums unwrapped)."""
     from . import RewardModel
 
-    return RewardModel.from_pretrained(
-        model, model_kwargs=parse_model_kwargs(model_kwarg),
-        padding_side=None if padding_side is None else padding_side.value, **options,
-    )
+    accepted = set(inspect_module.signature(RewardModel.from_pretrained).parameters) - {"name", "model_kwargs"}
+    options = {name: value.value if isinstance(value, Enum) else value for name, value in params.items() if name in accepted}
+    return RewardModel.from_pretrained(model, model_kwargs=parse_model_kwargs(params.get("model_kwarg")), **options)
 
 
 def _fail(message: str) -> None:
@@ -161,6 +162,7 @@ def score(
     error_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output: why a row (or item) was not scored; null when it was.")] = "error",
 ) -> None:
     """Score every row of INPUT with a reward model and write it, with all its columns, to OUTPUT."""
+    params = dict(locals())
     from .defaults import resolve_default_model
     from .model import set_threads
     from .pipeline import score_file
@@ -177,15 +179,7 @@ def score(
             chosen = resolve_default_model(token)
             typer.secho(chosen.note, fg=typer.colors.YELLOW, err=True)
             model = chosen.name
-        scorer = _load(
-            model, kind=kind.value, revision=revision, dtype=dtype.value, device=device, device_map=device_map,
-            trust_remote_code=trust_remote_code, token=token, attn_implementation=attn_implementation,
-            max_length=max_length, truncation=truncation.value, chat_template=chat_template, label=label,
-            alpha=alpha, token_type_ids=token_type_ids, batch_size=batch_size,
-            max_tokens_per_batch=max_tokens_per_batch, padding_side=padding_side, reward_token_id=reward_token_id,
-            model_kwarg=model_kwarg, quirks=quirks, all_labels=all_labels, probabilities=probabilities,
-            objectives=objectives, gating=gating,
-        )
+        scorer = _load(model, params)
         summary = score_file(
             input, output, scorer, columns=columns, shape=None if shape is ShapeChoice.auto else Shape(shape.value),
             strict=strict, split=split, chunk_rows=chunk_rows, progress=progress,
@@ -228,15 +222,10 @@ def inspect(
     gating: GatingOpt = False,
 ) -> None:
     """Show what rewardmill detected for MODEL (family, what is called, how the score is read)."""
+    params = dict(locals())
     _quiet_transformers()
     try:
-        scorer = _load(
-            model, kind=kind.value, revision=revision, dtype=dtype.value, device=device,
-            trust_remote_code=trust_remote_code, token=token, max_length=max_length,
-            chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
-            padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg, quirks=quirks,
-            all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating,
-        )
+        scorer = _load(model, params)
     except (ModelLoadError, ValueError) as error:
         _fail(str(error))
         return

@@ -140,7 +140,7 @@ class RewardModel:
         import transformers
 
         model = load_model(getattr(transformers, plan.auto_class), name, options)
-        adapter = ADAPTERS[plan.kind].build(model, tokenizer, settings)
+        adapter = ADAPTERS[plan.kind](model, tokenizer, settings)
         return cls(
             adapter,
             name=name,

@@ -20,7 +20,7 @@ Truncation = Literal["error", "left", "right"]
 
 @dataclass
 class AdapterSettings:
-    """Every scoring option an adapter may use; each family's `build` reads the ones it needs."""
+    """Every scoring option an adapter may use; each family reads the ones it needs."""
 
     max_length: int
     truncation: Truncation = "error"
@@ -68,28 +68,15 @@ class Adapter(ABC):
     kind: ClassVar[str]
     padding_side: Literal["left", "right"] = "right"
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        tokenizer,
-        *,
-        max_length: int,
-        truncation: Truncation,
-        model_kwargs: dict[str, Any] | None = None,
-    ):
+    def __init__(self, model: torch.nn.Module, tokenizer, settings: AdapterSettings):
+        """Each family reads the settings it uses; the rest are ignored."""
         self.model = model
         self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.truncation = truncation
-        self.model_kwargs = dict(model_kwargs or {})
+        self.max_length = settings.max_length
+        self.truncation = settings.truncation
+        self.model_kwargs = dict(settings.model_kwargs)
         # "score" comes first; families with several outputs (objectives, labels) add their names.
         self.output_names: tuple[str, ...] = ("score",)
-
-    @classmethod
-    def build(cls, model: torch.nn.Module, tokenizer, settings: AdapterSettings) -> Adapter:
-        """Construct from the shared settings (families override to read their own options)."""
-        return cls(model, tokenizer, max_length=settings.max_length, truncation=settings.truncation,
-                   model_kwargs=settings.model_kwargs)
 
     @property
     def device(self) -> torch.device:

@@ -8,12 +8,10 @@ softmax probabilities (sigmoid for a single label).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ..loading import ModelLoadError
-from .base import AdapterSettings, Batch, Truncation
+from .base import AdapterSettings, Batch
 from .decoder import DecoderAdapter
 
 
@@ -46,31 +44,14 @@ def select_label(config, label: int | str | None) -> int:
 class ClassifierAdapter(DecoderAdapter):
     kind = "classifier"
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        tokenizer,
-        *,
-        max_length: int,
-        truncation: Truncation,
-        chat_template: str | None = None,
-        label: int | str | None = None,
-        all_labels: bool = False,
-        probabilities: bool = False,
-        padding_side: str = "right",
-        model_kwargs: dict[str, Any] | None = None,
-        bos: str = "template",
-    ):
-        super().__init__(
-            model, tokenizer, max_length=max_length, truncation=truncation, chat_template=chat_template,
-            padding_side=padding_side, model_kwargs=model_kwargs, bos=bos,
-        )
+    def __init__(self, model: torch.nn.Module, tokenizer, settings: AdapterSettings):
+        super().__init__(model, tokenizer, settings)
         self.labels = label_names(model.config)
-        self.label_index = select_label(model.config, label)
-        self.probabilities = probabilities
-        prefix = "prob" if probabilities else "logit"
-        self.all_labels = all_labels
-        if all_labels:
+        self.label_index = select_label(model.config, settings.label)
+        self.probabilities = settings.probabilities
+        self.all_labels = settings.all_labels
+        if self.all_labels:
+            prefix = "prob" if self.probabilities else "logit"
             self.output_names = ("score", *(f"{prefix}_{name}" for name in self.labels))
         head = getattr(model, "score", None)
         base = getattr(model, getattr(model, "base_model_prefix", ""), None)
@@ -80,13 +61,6 @@ class ClassifierAdapter(DecoderAdapter):
         if self.head is None:
             # Fall back on the model's own pooling, which finds the last token from pad ids.
             model.config.pad_token_id = self.pad_token_id
-
-    @classmethod
-    def build(cls, model, tokenizer, settings: AdapterSettings) -> ClassifierAdapter:
-        return cls(
-            model, tokenizer, **cls.common(settings), label=settings.label, all_labels=settings.all_labels,
-            probabilities=settings.probabilities,
-        )
 
     def logits(self, batch: Batch) -> torch.Tensor:
         inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)

@@ -3,45 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
 import torch
 
 from ..rows import Conversation
-from .base import Adapter, AdapterSettings, Encoded, Truncation
+from .base import Adapter, AdapterSettings, Encoded
 from .chat import ChatEncoder, pad_token
 
 
 class DecoderAdapter(Adapter):
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        tokenizer,
-        *,
-        max_length: int,
-        truncation: Truncation,
-        chat_template: str | None = None,
-        suffix_ids: Sequence[int] = (),
-        padding_side: str = "right",
-        model_kwargs: dict[str, Any] | None = None,
-        bos: str = "template",
-    ):
-        super().__init__(model, tokenizer, max_length=max_length, truncation=truncation, model_kwargs=model_kwargs)
-        self.chat = ChatEncoder(tokenizer, chat_template, suffix_ids, bos)
-        self.padding_side = padding_side  # type: ignore[assignment]
+    def __init__(self, model: torch.nn.Module, tokenizer, settings: AdapterSettings, suffix_ids: Sequence[int] = ()):
+        super().__init__(model, tokenizer, settings)
+        self.chat = ChatEncoder(tokenizer, settings.chat_template, suffix_ids, settings.bos)
+        self.padding_side = settings.padding_side or "right"
         self._pad_id, self.pad_note = pad_token(tokenizer)
-
-    @staticmethod
-    def common(settings: AdapterSettings) -> dict[str, Any]:
-        """Constructor arguments every decoder family takes from the shared settings."""
-        return dict(
-            max_length=settings.max_length, truncation=settings.truncation, chat_template=settings.chat_template,
-            padding_side=settings.padding_side or "right", model_kwargs=settings.model_kwargs, bos=settings.bos,
-        )
-
-    @classmethod
-    def build(cls, model, tokenizer, settings: AdapterSettings) -> DecoderAdapter:
-        return cls(model, tokenizer, **cls.common(settings))
 
     @property
     def pad_token_id(self) -> int:

@@ -28,24 +28,21 @@ def objective_names(config, count: int, given: list[str] | None) -> list[str]:
 class MultiObjectiveAdapter(DecoderAdapter):
     kind = "multi-objective"
 
-    @classmethod
-    def build(cls, model, tokenizer, settings: AdapterSettings) -> MultiObjectiveAdapter:
-        adapter = cls(model, tokenizer, **cls.common(settings))
+    def __init__(self, model: torch.nn.Module, tokenizer, settings: AdapterSettings):
+        super().__init__(model, tokenizer, settings)
         config_pad = getattr(model.config, "pad_token_id", None)
         if config_pad is not None:
-            adapter._pad_id = config_pad  # the model looks for this id to find each row's end
-            adapter.pad_note = f"id {config_pad}, the model's config.pad_token_id (it finds each row's end from it)"
+            self._pad_id = config_pad  # the model looks for this id to find each row's end
+            self.pad_note = f"id {config_pad}, the model's config.pad_token_id (it finds each row's end from it)"
         else:
-            model.config.pad_token_id = adapter.pad_token_id
-        count = adapter._objective_count()
-        adapter.objectives = objective_names(model.config, count, settings.objective_names)
+            model.config.pad_token_id = self.pad_token_id
+        self.objectives = objective_names(model.config, self._objective_count(), settings.objective_names)
         names = ["score"]
         if settings.objectives:
-            names += adapter.objectives
+            names += self.objectives
         if settings.gating:
-            names += [f"gating_{n}" for n in adapter.objectives]
-        adapter.output_names = tuple(names)
-        return adapter
+            names += [f"gating_{n}" for n in self.objectives]
+        self.output_names = tuple(names)
 
     def _objective_count(self) -> int:
         count = getattr(self.model.config, "num_objectives", None)

@@ -9,13 +9,13 @@ response side.
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 import torch
 
 from ..loading import ModelLoadError
 from ..rows import Conversation, RowError
-from .base import Adapter, AdapterSettings, Batch, Encoded, Truncation
+from .base import Adapter, AdapterSettings, Batch, Encoded
+from .classifier import select_label
 from .outputs import output_tensor
 
 
@@ -31,47 +31,27 @@ def flatten(conversation: Conversation) -> tuple[str, str]:
 class PairAdapter(Adapter):
     kind = "pair"
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        tokenizer,
-        *,
-        max_length: int,
-        truncation: Truncation,
-        alpha: float | None = None,
-        token_type_ids: bool | None = None,
-        label: int = 0,
-        model_kwargs: dict[str, Any] | None = None,
-    ):
-        super().__init__(model, tokenizer, max_length=max_length, truncation=truncation, model_kwargs=model_kwargs)
-        config = model.config
+    def __init__(self, model: torch.nn.Module, tokenizer, settings: AdapterSettings):
+        super().__init__(model, tokenizer, settings)
+        parameters = inspect.signature(model.forward).parameters
+        token_type_ids = settings.token_type_ids
         if token_type_ids is None:
             token_type_ids = (
                 "token_type_ids" in getattr(tokenizer, "model_input_names", ())
-                and getattr(config, "type_vocab_size", 2) > 1
-                and "token_type_ids" in inspect.signature(model.forward).parameters
+                and getattr(model.config, "type_vocab_size", 2) > 1
+                and "token_type_ids" in parameters
             )
         self.use_token_type_ids = bool(token_type_ids)
-        self.alpha = alpha
-        self.alpha_in_forward = alpha is not None and "alpha" in inspect.signature(model.forward).parameters
-        if "alpha" in self.model_kwargs and alpha is not None:
+        self.alpha = settings.alpha
+        self.alpha_in_forward = self.alpha is not None and "alpha" in parameters
+        if "alpha" in self.model_kwargs and self.alpha is not None:
             raise ModelLoadError("give alpha once: either --alpha or --model-kwarg alpha=..., not both")
-        self.label_index = label
-        if tokenizer.pad_token_id is None:
-            raise ModelLoadError("the tokenizer of this pair-input model has no pad token")
-
-    @classmethod
-    def build(cls, model, tokenizer, settings: AdapterSettings) -> PairAdapter:
-        from .classifier import select_label
-
         # Only a classification head has labels; custom regression models (seed 001) return one value.
         with_labels = type(model).__name__.endswith("ForSequenceClassification")
         single = not with_labels or getattr(model.config, "num_labels", 1) == 1
-        return cls(
-            model, tokenizer, max_length=settings.max_length, truncation=settings.truncation, alpha=settings.alpha,
-            token_type_ids=settings.token_type_ids, label=0 if single else select_label(model.config, settings.label),
-            model_kwargs=settings.model_kwargs,
-        )
+        self.label_index = 0 if single else select_label(model.config, settings.label)
+        if tokenizer.pad_token_id is None:
+            raise ModelLoadError("the tokenizer of this pair-input model has no pad token")
 
     @property
     def pad_token_id(self) -> int:

@@ -28,10 +28,8 @@ def reward_token_id(model, given: int | None) -> int:
 class RewardTokenAdapter(DecoderAdapter):
     kind = "reward-token"
 
-    @classmethod
-    def build(cls, model, tokenizer, settings: AdapterSettings) -> RewardTokenAdapter:
-        token = reward_token_id(model, settings.reward_token_id)
-        return cls(model, tokenizer, **cls.common(settings), suffix_ids=[token])
+    def __init__(self, model: torch.nn.Module, tokenizer, settings: AdapterSettings):
+        super().__init__(model, tokenizer, settings, suffix_ids=[reward_token_id(model, settings.reward_token_id)])
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         output = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **self.model_kwargs)
