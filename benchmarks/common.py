@@ -1,0 +1,185 @@
+"""Shared pieces for rewardmill benchmarks: a cached SmolLM2-shaped reward model, real data, a FLOP yardstick.
+
+The model is a `LlamaForSequenceClassification` with SmolLM2-135M's shape and random weights (seeded), paired
+with the real Llama-3 tokenizer that llama.cpp ships as a vocabulary-only GGUF file inside the
+`llama-cpp-python` sdist. Scores are meaningless; speed and agreement between strategies are what count.
+Everything built here is saved under the benchmarks cache directory (git-ignored) so later runs load in
+well under a second.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable here; fail fast instead of retrying
+
+Conversation = list[dict[str, str]]
+
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+HH_FILE = Path("hh-rlhf") / "harmless-base-test.jsonl.gz"
+
+SDIST = "llama-cpp-python==0.3.36"
+VOCAB_FILE = "ggml-vocab-llama-bpe.gguf"  # Llama-3's tokenizer (128256 tokens)
+MODEL_NAME = "smollm2-135m-shape-llama3-tok-rm-v1"  # bump the suffix when the recipe below changes
+
+# Meta's Llama-3 instruct template, in the form that writes BOS up front.
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+
+def fetch_llama3_vocab(cache_dir: Path = CACHE_DIR) -> Path:
+    """Path of the Llama-3 vocab GGUF; downloads the llama-cpp-python sdist (77 MB) once to extract it."""
+    target = cache_dir / "vocab" / VOCAB_FILE
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as download:
+        print(f"downloading the {SDIST} sdist to extract {VOCAB_FILE} ...", file=sys.stderr)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:", SDIST, "-d", download],
+            check=True,
+        )
+        (archive,) = Path(download).glob("*.tar.gz")
+        with tarfile.open(archive) as tar:
+            member = next(m for m in tar.getmembers() if m.name.endswith(f"/vendor/llama.cpp/models/{VOCAB_FILE}"))
+            source = tar.extractfile(member)
+            assert source is not None
+            partial = target.with_suffix(".part")
+            partial.write_bytes(source.read())
+            partial.rename(target)
+    return target
+
+
+def smol_llama_config(tokenizer) -> LlamaConfig:
+    """SmolLM2-135M's shape (106 M non-embedding parameters) with Llama-3's vocabulary and special tokens."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=128256,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        initializer_range=0.041666666666666664,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        num_labels=1,
+        architectures=["LlamaForSequenceClassification"],
+    )
+
+
+def build_smol_llama_rm(cache_dir: Path = CACHE_DIR) -> Path:
+    """Directory of the cached benchmark reward model (model + tokenizer with chat template); builds it once."""
+    out = cache_dir / MODEL_NAME
+    if (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file():
+        return out
+    from transformers import AutoTokenizer, LlamaForSequenceClassification
+
+    vocab = fetch_llama3_vocab(cache_dir)
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(vocab.parent, gguf_file=vocab.name)  # ~20 s
+    tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(smol_llama_config(tokenizer)).to(torch.float32).eval()
+    partial = cache_dir / f"{MODEL_NAME}.part"
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    print(f"built {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return out
+
+
+_TURN = re.compile(r"\n\n(Human|Assistant): ")
+_ROLES = {"Human": "user", "Assistant": "assistant"}
+
+
+def parse_hh_transcript(text: str) -> Conversation | None:
+    """An hh-rlhf transcript as chat messages, or None unless it alternates cleanly from Human to Assistant.
+
+    Turns with empty content also count as unclean (a few transcripts end with an empty "Assistant: ").
+    """
+    parts = _TURN.split(text)
+    if parts[0] != "":
+        return None
+    roles, contents = parts[1::2], parts[2::2]
+    expected = ["Human" if i % 2 == 0 else "Assistant" for i in range(len(roles))]
+    if not roles or roles != expected or roles[-1] != "Assistant" or not all(c.strip() for c in contents):
+        return None
+    return [{"role": _ROLES[r], "content": c} for r, c in zip(roles, contents)]
+
+
+def load_hh_conversations(n: int, data_dir: Path = DATA_DIR) -> tuple[list[Conversation], int]:
+    """The first n cleanly parsed "chosen" conversations of hh-rlhf harmless-base test, and how many were skipped."""
+    conversations: list[Conversation] = []
+    skipped = 0
+    with gzip.open(Path(data_dir) / HH_FILE, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            if len(conversations) == n:
+                break
+            conversation = parse_hh_transcript(json.loads(line)["chosen"])
+            if conversation is None:
+                skipped += 1
+            else:
+                conversations.append(conversation)
+    if len(conversations) < n:
+        raise ValueError(f"only {len(conversations)} usable conversations in {HH_FILE}, {n} asked for")
+    return conversations, skipped
+
+
+def matmul_peak_gflops(threads: int, size: int = 2048, repeats: int = 12) -> float:
+    """Best fp32 GFLOP/s of a size x size matmul at the given torch thread count (the 'peak' yardstick).
+
+    Best of many: on this VM a 2-thread matmul is sometimes half as fast as the next one.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randn(size, size, generator=generator)
+        b = torch.randn(size, size, generator=generator)
+        for _ in range(2):  # warm-up: thread pool and allocator
+            torch.mm(a, b)
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - started)
+        return 2 * size**3 / best / 1e9
+    finally:
+        torch.set_num_threads(previous)
+
+
+def non_embedding_params(model: torch.nn.Module) -> int:
+    """Parameters that do compute per token: all but the embedding tables (a lookup is not a matmul)."""
+    embedded = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in embedded)
