@@ -108,13 +108,26 @@ def test_cli_without_model_uses_the_fallback_offline(tmp_path, monkeypatch):
     assert isinstance(json.loads((tmp_path / "out.jsonl").read_text())["score"], float)
 
 
-@pytest.mark.parametrize("batch_size,budget", [(1, 10**6), (3, 10**6), (16, 200), (64, 1)])
-def test_batch_plan_covers_every_item_once_within_limits(batch_size, budget):
-    lengths = [5, 50, 7, 120, 33, 33, 1, 90, 64, 2, 300, 17]
-    plan = plan_batches(lengths, EngineOptions(batch_size=batch_size, max_tokens_per_batch=budget))
+@pytest.mark.parametrize("batch_size,budget,min_fill", [(1, 10**6, 0.0), (3, 10**6, 0.0), (16, 200, 0.5),
+                                                        (64, 1, 0.9), (64, 10**6, 0.9)])
+def test_batch_plan_covers_every_item_once_within_limits(batch_size, budget, min_fill):
+    lengths = [5, 50, 7, 120, 33, 33, 1, 90, 64, 2, 300, 17, 118, 119, 31]
+    plan = plan_batches(lengths, EngineOptions(batch_size=batch_size, max_tokens_per_batch=budget, min_fill=min_fill))
     assert sorted(i for batch in plan for i in batch) == list(range(len(lengths)))
     for batch in plan:
+        width = max(lengths[i] for i in batch)
         assert len(batch) <= batch_size
-        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= budget
+        assert len(batch) == 1 or len(batch) * width <= budget
+        assert all(lengths[i] >= min_fill * width for i in batch)
+    if (batch_size, budget, min_fill) == (64, 10**6, 0.9):
+        assert any(sorted(lengths[i] for i in b) == [118, 119, 120] for b in plan)  # similar lengths share
     widths = [max(lengths[i] for i in batch) for batch in plan]
     assert widths == sorted(widths, reverse=True)
+
+
+def test_engine_defaults_depend_on_the_device():
+    assert EngineOptions().for_device("cpu") == EngineOptions(16, 1024)
+    assert EngineOptions().for_device("cuda") == EngineOptions(128, 16384)
+    assert EngineOptions(batch_size=3).for_device("cpu").batch_size == 3
+    with pytest.raises(ValueError, match="resolved"):
+        plan_batches([1, 2], EngineOptions())

@@ -74,8 +74,8 @@ GatingOpt = Annotated[bool, typer.Option("--gating", help="Multi-objective model
 RewardTokenOpt = Annotated[Optional[int], typer.Option(help="Reward-token models (InternLM2 style): the token id appended to read the score at (default: from the model or quirks table).", rich_help_panel=INPUT)]
 ModelKwargOpt = Annotated[Optional[list[str]], typer.Option("--model-kwarg", help="KEY=VALUE passed to every forward call (VALUE parsed as JSON when it can be, e.g. alpha=10); repeatable.", rich_help_panel=INPUT, show_default=False)]
 QuirksOpt = Annotated[Optional[Path], typer.Option(help="JSON file of extra model quirks (see the README), tried before the built-in table.", rich_help_panel=LOAD)]
-BatchOpt = Annotated[int, typer.Option(help="Most rows in one forward pass.", rich_help_panel=ENGINE)]
-TokensOpt = Annotated[int, typer.Option(help="Most padded tokens (rows x longest row) in one forward pass.", rich_help_panel=ENGINE)]
+BatchOpt = Annotated[Optional[int], typer.Option(help="Most rows in one forward pass (default: 16 on CPU, 128 on GPU; measured in docs/benchmarks.md).", rich_help_panel=ENGINE)]
+TokensOpt = Annotated[Optional[int], typer.Option(help="Most padded tokens (rows x longest row) in one forward pass (default: 1024 on CPU, 16384 on GPU).", rich_help_panel=ENGINE)]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).", rich_help_panel=ENGINE)]
 
 
@@ -142,8 +142,8 @@ def score(
     probabilities: ProbOpt = False,
     objectives: ObjectivesOpt = False,
     gating: GatingOpt = False,
-    batch_size: BatchOpt = 64,
-    max_tokens_per_batch: TokensOpt = 4096,
+    batch_size: BatchOpt = None,
+    max_tokens_per_batch: TokensOpt = None,
     threads: ThreadsOpt = None,
     shape: Annotated[ShapeChoice, typer.Option(help="Row shape (auto: from the column names of the first row).", rich_help_panel=INPUT)] = ShapeChoice.auto,
     strict: Annotated[bool, typer.Option("--strict", help="Abort on the first bad row instead of writing its error into the error column.", rich_help_panel=INPUT)] = False,

@@ -15,32 +15,57 @@ import torch
 from .adapters.base import Adapter, Batch, Encoded
 
 
+# Measured in docs/benchmarks.md: on CPU a forward pass is efficient from a few hundred tokens, so small,
+# nearly unpadded batches of about 1,000 tokens win; a GPU needs wide batches to fill it.
+CPU_DEFAULTS = (16, 1024)
+GPU_DEFAULTS = (128, 16384)
+
+
 @dataclass(frozen=True)
 class EngineOptions:
-    """How the engine shapes batches. `max_tokens_per_batch` counts padded tokens (rows x longest)."""
+    """How the engine shapes batches. `max_tokens_per_batch` counts padded tokens (rows x longest).
 
-    batch_size: int = 64
-    max_tokens_per_batch: int = 4096
+    None means the default for the device (`for_device`). `min_fill` closes a batch when the next row is
+    shorter than that share of the batch's width, so no row carries more than (1 - min_fill) padding.
+    """
+
+    batch_size: int | None = None
+    max_tokens_per_batch: int | None = None
+    min_fill: float = 0.9
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if self.max_tokens_per_batch < 1:
+        if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
             raise ValueError("max_tokens_per_batch must be at least 1")
+        if not 0.0 <= self.min_fill <= 1.0:
+            raise ValueError("min_fill must be between 0 and 1")
+
+    def for_device(self, device: torch.device | str) -> EngineOptions:
+        """These options with defaults filled in for `device`."""
+        rows, tokens = GPU_DEFAULTS if torch.device(device).type == "cuda" else CPU_DEFAULTS
+        return EngineOptions(
+            batch_size=self.batch_size or rows,
+            max_tokens_per_batch=self.max_tokens_per_batch or tokens,
+            min_fill=self.min_fill,
+        )
 
 
 def plan_batches(lengths: Sequence[int], options: EngineOptions) -> list[list[int]]:
-    """Group item indices into batches: longest first, each within batch_size and the token budget.
+    """Group item indices into batches: longest first, each within batch_size, the token budget and min_fill.
 
     A single item longer than the budget still gets a batch of its own.
     """
+    if options.batch_size is None or options.max_tokens_per_batch is None:
+        raise ValueError("plan_batches needs resolved options: call options.for_device(device) first")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
         # Sorted longest first, so the batch's padded width is the length of its first item.
         width = lengths[current[0]] if current else lengths[i]
-        if current and (len(current) >= options.batch_size or (len(current) + 1) * width > options.max_tokens_per_batch):
+        full = len(current) >= options.batch_size or (len(current) + 1) * width > options.max_tokens_per_batch
+        if current and (full or lengths[i] < options.min_fill * width):
             batches.append(current)
             current = []
         current.append(i)
@@ -90,6 +115,7 @@ def run(
     if not items:
         return []
     device = adapter.device
+    options = options.for_device(device)
     with torch.inference_mode():
         for indices in plan_batches([len(item) for item in items], options):
             batch = collate([items[i] for i in indices], adapter.pad_token_id, adapter.padding_side, device)

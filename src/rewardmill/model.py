@@ -58,7 +58,7 @@ class RewardModel:
         self.adapter = adapter
         self.name = name
         self.plan = plan
-        self.engine_options = engine_options
+        self.engine_options = engine_options.for_device(adapter.device)
 
     @classmethod
     def from_pretrained(
@@ -87,8 +87,8 @@ class RewardModel:
         reward_token_id: int | None = None,
         model_kwargs: dict[str, Any] | None = None,
         quirks: str | Path | None = None,
-        batch_size: int = 64,
-        max_tokens_per_batch: int = 4096,
+        batch_size: int | None = None,
+        max_tokens_per_batch: int | None = None,
     ) -> RewardModel:
         """Load a reward model from a hub id or a local directory.
 
@@ -96,6 +96,7 @@ class RewardModel:
         of `rewardmill.adapters.ADAPTERS`. `dtype` "default" means bf16 on GPU and fp32 on CPU. `truncation`
         "error" refuses over-long inputs per row. `model_kwargs` are passed to every forward call. `quirks`
         names a JSON file of extra quirk entries. Options left at None take the quirks table's value.
+        `batch_size` and `max_tokens_per_batch` default to what measured fastest on the device (see EngineOptions).
         """
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
@@ -262,6 +263,7 @@ class RewardModel:
         """What was detected and how scores are computed (used by `rewardmill inspect`)."""
         model = self.adapter.model
         parameter = next(model.parameters())
+        engine_options = self.engine_options
         return {
             "model": self.name,
             "detected": self.plan.reason if self.plan else "adapter built by the caller",
@@ -270,8 +272,9 @@ class RewardModel:
             **self.adapter.describe(),
             "dtype": str(parameter.dtype).replace("torch.", ""),
             "device": str(parameter.device),
-            "batching": f"length-sorted, up to {self.engine_options.batch_size} rows and "
-            f"{self.engine_options.max_tokens_per_batch} padded tokens per batch",
+            "batching": f"length-sorted, up to {engine_options.batch_size} rows and "
+            f"{engine_options.max_tokens_per_batch} padded tokens per batch, rows at least "
+            f"{engine_options.min_fill:.0%} as long as the batch's longest",
         }
 
 
