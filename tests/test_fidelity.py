@@ -61,8 +61,10 @@ def references(model_dirs):
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma", "bert"])
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_batched_equals_single_row_reference(model_dirs, references, family, batch_size):
-    model = RewardModel.from_pretrained(str(model_dirs[family]), batch_size=batch_size)
+@pytest.mark.parametrize("cpu_kernel", ["torch", "onednn"])
+def test_batched_equals_single_row_reference(model_dirs, references, family, batch_size, cpu_kernel):
+    model = RewardModel.from_pretrained(str(model_dirs[family]), batch_size=batch_size, cpu_kernel=cpu_kernel)
+    assert model.cpu_choice.kernel == cpu_kernel
     assert_close(model.score(CONVS), references[family])
 
 

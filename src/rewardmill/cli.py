@@ -33,6 +33,12 @@ class TruncationChoice(str, Enum):
     right = "right"
 
 
+class KernelChoice(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    onednn = "onednn"
+
+
 class PaddingChoice(str, Enum):
     left = "left"
     right = "right"
@@ -76,7 +82,8 @@ ModelKwargOpt = Annotated[Optional[list[str]], typer.Option("--model-kwarg", hel
 QuirksOpt = Annotated[Optional[Path], typer.Option(help="JSON file of extra model quirks (see the README), tried before the built-in table.", rich_help_panel=LOAD)]
 BatchOpt = Annotated[Optional[int], typer.Option(help="Most rows in one forward pass (default: 16 on CPU, 128 on GPU; measured in docs/benchmarks.md).", rich_help_panel=ENGINE)]
 TokensOpt = Annotated[Optional[int], typer.Option(help="Most padded tokens (rows x longest row) in one forward pass (default: 1024 on CPU, 16384 on GPU).", rich_help_panel=ENGINE)]
-ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).", rich_help_panel=ENGINE)]
+ThreadsOpt = Annotated[str, typer.Option(help="CPU threads for torch: a number, or auto (time 1 thread and all cores on the model's largest layer and keep the faster).", rich_help_panel=ENGINE)]
+KernelOpt = Annotated[KernelChoice, typer.Option("--cpu-kernel", help="fp32 matmul kernel on CPU: auto (time torch's MKL and oneDNN on the model's largest layer, keep the faster), torch or onednn.", rich_help_panel=ENGINE)]
 
 
 def parse_model_kwargs(pairs: list[str] | None) -> dict:
@@ -99,6 +106,10 @@ def _load(model: str, params: dict):
 
     accepted = set(inspect_module.signature(RewardModel.from_pretrained).parameters) - {"name", "model_kwargs"}
     options = {name: value.value if isinstance(value, Enum) else value for name, value in params.items() if name in accepted}
+    if isinstance(options.get("threads"), str) and options["threads"] != "auto":
+        if not options["threads"].isdigit() or int(options["threads"]) < 1:
+            raise ValueError(f"--threads takes a positive number or auto, got {options['threads']!r}")
+        options["threads"] = int(options["threads"])
     return RewardModel.from_pretrained(model, model_kwargs=parse_model_kwargs(params.get("model_kwarg")), **options)
 
 
@@ -144,7 +155,8 @@ def score(
     gating: GatingOpt = False,
     batch_size: BatchOpt = None,
     max_tokens_per_batch: TokensOpt = None,
-    threads: ThreadsOpt = None,
+    threads: ThreadsOpt = "auto",
+    cpu_kernel: KernelOpt = KernelChoice.auto,
     shape: Annotated[ShapeChoice, typer.Option(help="Row shape (auto: from the column names of the first row).", rich_help_panel=INPUT)] = ShapeChoice.auto,
     strict: Annotated[bool, typer.Option("--strict", help="Abort on the first bad row instead of writing its error into the error column.", rich_help_panel=INPUT)] = False,
     split: Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict.", rich_help_panel=INPUT)] = None,
@@ -164,11 +176,9 @@ def score(
     """Score every row of INPUT with a reward model and write it, with all its columns, to OUTPUT."""
     params = dict(locals())
     from .defaults import resolve_default_model
-    from .model import set_threads
     from .pipeline import score_file
 
     _quiet_transformers()
-    set_threads(threads)
     columns = Columns(
         conversation=conversation_column, instruction=instruction_column, response=response_column,
         responses=responses_column, messages=messages_column, generations=generations_column,
@@ -220,6 +230,8 @@ def inspect(
     probabilities: ProbOpt = False,
     objectives: ObjectivesOpt = False,
     gating: GatingOpt = False,
+    threads: ThreadsOpt = "auto",
+    cpu_kernel: KernelOpt = KernelChoice.auto,
 ) -> None:
     """Show what rewardmill detected for MODEL (family, what is called, how the score is read)."""
     params = dict(locals())

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from . import engine
+from . import cpu, engine
 from .adapters import ADAPTERS, Adapter, AdapterSettings, Plan, plan_model
 from .adapters.base import Encoded, Truncation
 from .engine import EngineOptions
@@ -54,8 +54,17 @@ class _Prepared:
 class RewardModel:
     """A loaded scorer: an adapter (model family) plus the batching engine's options."""
 
-    def __init__(self, adapter: Adapter, *, name: str, engine_options: EngineOptions, plan: Plan | None = None):
+    def __init__(
+        self,
+        adapter: Adapter,
+        *,
+        name: str,
+        engine_options: EngineOptions,
+        plan: Plan | None = None,
+        cpu_choice: cpu.CpuChoice | None = None,
+    ):
         self.adapter = adapter
+        self.cpu_choice = cpu_choice
         self.name = name
         self.plan = plan
         self.engine_options = engine_options.for_device(adapter.device)
@@ -89,6 +98,8 @@ class RewardModel:
         quirks: str | Path | None = None,
         batch_size: int | None = None,
         max_tokens_per_batch: int | None = None,
+        cpu_kernel: str = "auto",
+        threads: int | str | None = None,
     ) -> RewardModel:
         """Load a reward model from a hub id or a local directory.
 
@@ -97,6 +108,8 @@ class RewardModel:
         "error" refuses over-long inputs per row. `model_kwargs` are passed to every forward call. `quirks`
         names a JSON file of extra quirk entries. Options left at None take the quirks table's value.
         `batch_size` and `max_tokens_per_batch` default to what measured fastest on the device (see EngineOptions).
+        On CPU, `cpu_kernel` "auto" times torch's and oneDNN's fp32 matmul on the model's largest layer and keeps
+        the faster; `threads` "auto" also picks the thread count that way (an int sets it; None leaves torch's).
         """
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
@@ -142,11 +155,18 @@ class RewardModel:
 
         model = load_model(getattr(transformers, plan.auto_class), name, options)
         adapter = ADAPTERS[plan.kind](model, tokenizer, settings)
+        cpu_choice = None
+        if next(model.parameters()).device.type == "cpu":
+            cpu_choice = cpu.choose(
+                model, kernel=cpu_kernel, threads=threads if isinstance(threads, int) else None,
+                thread_candidates=cpu.thread_candidates() if threads == "auto" else None,
+            )
         return cls(
             adapter,
             name=name,
             plan=plan,
             engine_options=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch),
+            cpu_choice=cpu_choice,
         )
 
     # ----------------------------------------------------------------- scoring
@@ -272,6 +292,7 @@ class RewardModel:
             **self.adapter.describe(),
             "dtype": str(parameter.dtype).replace("torch.", ""),
             "device": str(parameter.device),
+            **({"cpu": self.cpu_choice.note} if self.cpu_choice else {}),
             "batching": f"length-sorted, up to {engine_options.batch_size} rows and "
             f"{engine_options.max_tokens_per_batch} padded tokens per batch, rows at least "
             f"{engine_options.min_fill:.0%} as long as the batch's longest",
@@ -298,9 +319,3 @@ def _check_output_free(row: dict, shape: Shape, columns: Columns, names: tuple[s
                 f"the input already has a '{name}' column; choose other output names "
                 "(--score-column/--scores-column/--ratings-column/--error-column) so nothing is overwritten"
             )
-
-
-def set_threads(threads: int | None) -> None:
-    """Set torch's intra-op thread count (None leaves torch's default)."""
-    if threads:
-        torch.set_num_threads(threads)
