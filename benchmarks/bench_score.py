@@ -37,8 +37,8 @@ from common import (  # noqa: E402
 )
 
 DISTILABEL_BATCH = 16
-FULL_SETTINGS = "4x512,8x1024,16x2048,64x4096"
-QUICK_SETTINGS = "8x1024,64x4096"
+FULL_SETTINGS = "default,4x512,8x1024,32x2048,64x4096"
+QUICK_SETTINGS = "default,64x4096"
 
 
 @dataclass
@@ -56,7 +56,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="interleaved repeats (default 2; 1 with --quick)")
     parser.add_argument("--threads", default="2", help="comma-separated torch thread counts (default 2)")
     parser.add_argument(
-        "--settings", help=f"rewardmill batch_size x max_tokens_per_batch list (default {FULL_SETTINGS}; "
+        "--settings", help=f"rewardmill batch_size x max_tokens_per_batch list, 'default' = the engine's own choice "
+        f"(default {FULL_SETTINGS}; "
         f"{QUICK_SETTINGS} with --quick)"
     )
     parser.add_argument("--quick", action="store_true", help="small smoke-test run (well under a minute)")
@@ -68,7 +69,7 @@ def parse_args() -> argparse.Namespace:
     args.repeats = args.repeats or (1 if args.quick else 2)
     args.threads = [int(t) for t in args.threads.split(",")]
     settings = args.settings or (QUICK_SETTINGS if args.quick else FULL_SETTINGS)
-    args.settings = [tuple(int(x) for x in s.split("x")) for s in settings.split(",")]
+    args.settings = [(None, None) if s == "default" else tuple(int(x) for x in s.split("x")) for s in settings.split(",")]
     return args
 
 
@@ -116,7 +117,10 @@ def engines(model_dir: Path, settings: list[tuple[int, int]], conversations, ids
         if encoded != ids:  # same tokens as the baselines, or the comparison means nothing
             raise SystemExit("rewardmill encodes differently from apply_chat_template(tokenize=True)")
         padded = padded_size(plan_batches(lengths, rm.engine_options), lengths)
-        strategies.append(Strategy(f"rewardmill batch_size={batch_size} max_tokens={max_tokens}", rm.score, padded))
+        label = "defaults" if batch_size is None else f"batch_size={batch_size} max_tokens={max_tokens}"
+        options = rm.engine_options
+        strategies.append(Strategy(f"rewardmill {label} ({options.batch_size}/{options.max_tokens_per_batch}, "
+                                   f"{rm.cpu_choice.kernel})", rm.score, padded))
     return strategies
 
 
