@@ -254,3 +254,26 @@ def test_builtin_quirks_cover_known_models():
         "AutoConfig": "configuration_internlm2.InternLM2Config",
         "AutoModel": "modeling_internlm2.InternLM2ForRewardModel"}}, quirks=table)
     assert intern.kind == "reward-token" and intern.auto_class == "AutoModel" and intern.quirk.settings["reward_token_id"] == 92527
+
+
+@pytest.mark.parametrize("name", ["internlm", "value"])
+def test_cli_scores_match_the_models_own_single_row_code(dirs, tmp_path, name):
+    directory = dirs[name]
+    tok = AutoTokenizer.from_pretrained(directory)
+    model = AutoModel.from_pretrained(directory, trust_remote_code=True).eval()
+    with torch.no_grad():
+        if name == "internlm":
+            ref = [model.get_score(tok, conv) for conv in CONVS]
+        else:
+            ref = [model(input_ids=torch.tensor([chat_ids(tok, c)])).values[0, -1].item() for c in CONVS]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "conversation": c}) + "\n" for i, c in enumerate(CONVS)))
+    out = tmp_path / "out.parquet"
+    result = runner.invoke(app, ["score", str(source), "-m", str(directory), "-o", str(out), "--trust-remote-code",
+                                 "--batch-size", "3"])
+    assert result.exit_code == 0, result.output
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(out).to_pylist()
+    assert [r["id"] for r in rows] == list(range(len(CONVS)))
+    close([r["score"] for r in rows], ref)

@@ -131,3 +131,13 @@ def test_engine_defaults_depend_on_the_device():
     assert EngineOptions(batch_size=3).for_device("cpu").batch_size == 3
     with pytest.raises(ValueError, match="resolved"):
         plan_batches([1, 2], EngineOptions())
+
+
+def test_gpu_defaults_are_bf16_and_wide_batches(monkeypatch):
+    """The GPU path's choices, checked for logic on CPU (no GPU here)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert LoadOptions().resolved_device() == "cuda"
+    assert LoadOptions().torch_dtype() == torch.bfloat16
+    assert LoadOptions(device="cpu").torch_dtype() == torch.float32
+    assert LoadOptions(device="cuda", dtype="float32").torch_dtype() == torch.float32
+    assert EngineOptions().for_device("cuda:0") == EngineOptions(128, 16384)
