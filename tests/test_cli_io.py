@@ -110,7 +110,7 @@ def test_every_output_format(tmp_path, llama_dir, expected, suffix):
     assert got[2]["score"] in (None, "")
     assert "empty conversation" in got[2]["error"]
     assert score_of(got[0], "meta") == {"k": 0}
-    assert "1 rows have errors" in result.output
+    assert "1 row has errors" in result.output
 
 
 def test_order_is_kept_across_chunks(tmp_path, llama_dir):

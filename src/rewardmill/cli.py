@@ -202,7 +202,8 @@ def score(
         err=True,
     )
     if summary.rows_with_errors:
-        typer.secho(f"{summary.rows_with_errors} rows have errors (see the '{columns.error}' column), e.g.:",
+        count = summary.rows_with_errors
+        typer.secho(f"{count} row{'s have' if count > 1 else ' has'} errors (see the '{columns.error}' column), e.g.:",
                     fg=typer.colors.YELLOW, err=True)
         for message in summary.errors[:10]:
             typer.echo(f"  {message}", err=True)
