@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from . import cpu, engine
 from .adapters import ADAPTERS, Adapter, AdapterSettings, Plan, plan_model
