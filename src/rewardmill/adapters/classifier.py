@@ -83,8 +83,15 @@ class ClassifierAdapter(DecoderAdapter):
     def describe(self) -> dict[str, str]:
         what = "probability" if self.probabilities else "logit"
         label = f"{what} of label {self.labels[self.label_index]!r}" if len(self.labels) > 1 else what
+        calls = (
+            f"{type(self.base).__name__}.forward(input_ids, attention_mask, position_ids), then the head "
+            f"{type(self.model).__name__}.score on the last real token only"
+            if self.head is not None
+            else f"{type(self.model).__name__}.forward(input_ids, attention_mask, position_ids)"
+        )
         return {
             **super().describe(),
+            "calls": calls,
             "score": f"{label} of the head at the last real token"
             + ("" if self.head is not None else " (model's own pooling)"),
         }
