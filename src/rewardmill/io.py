@@ -15,8 +15,6 @@ from typing import Any
 
 from .rows import UnreadableRow
 
-INPUT_FORMATS = ("jsonl", "json", "csv", "parquet", "dataset")
-OUTPUT_FORMATS = ("jsonl", "parquet", "csv")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -138,9 +136,8 @@ def _read_dataset(path: Path, split: str | None) -> RowSource:
 
 
 def output_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    fmt = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}.get(suffix)
-    if fmt is None:
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt not in ("jsonl", "parquet", "csv"):
         raise InputError(f"{path}: unknown output format; use a .jsonl, .parquet or .csv file name")
     return fmt
 

@@ -152,7 +152,7 @@ class RewardModel:
         )
         import transformers
 
-        model = load_model(getattr(transformers, plan.auto_class), name, options)
+        model = load_model(getattr(transformers, plan.auto_class), name, options, config=config)
         adapter = ADAPTERS[plan.kind](model, tokenizer, settings)
         cpu_choice = None
         if next(model.parameters()).device.type == "cpu":

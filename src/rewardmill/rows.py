@@ -65,13 +65,6 @@ class Columns:
             Shape.messages_generations: self.ratings,
         }[shape]
 
-    def inputs_for(self, shape: Shape) -> tuple[str, ...]:
-        return {
-            Shape.conversation: (self.conversation,),
-            Shape.instruction_response: (self.instruction, self.response),
-            Shape.instruction_responses: (self.instruction, self.responses),
-            Shape.messages_generations: (self.messages, self.generations),
-        }[shape]
 
 
 def detect_shape(keys: set[str] | list[str], columns: Columns = Columns()) -> Shape:
