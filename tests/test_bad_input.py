@@ -4,7 +4,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import torch
 
-from rewardmill import RewardModel, RowError
+from rewardmill import RewardModel, RowError, RowOptions, score_rows
 
 GOOD = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}]
 
@@ -39,7 +39,7 @@ CONVERSATION_CASES = [
 @pytest.mark.parametrize("bad,message", CONVERSATION_CASES)
 def test_bad_conversation_rows(model, good_score, bad, message):
     rows = [{"conversation": GOOD}, bad, {"conversation": GOOD}]
-    out = list(model.score_rows(rows))
+    out = list(score_rows(model, rows))
     assert len(out) == 3
     assert out[1]["score"] is None
     assert out[1]["error"].startswith("row 1: ") and message in out[1]["error"]
@@ -57,14 +57,14 @@ INSTRUCTION_CASES = [
 @pytest.mark.parametrize("bad,message", INSTRUCTION_CASES)
 def test_bad_instruction_rows(model, good_score, bad, message):
     rows = [{"instruction": "What is 2+2?", "response": "4"}, bad]
-    out = list(model.score_rows(rows))
+    out = list(score_rows(model, rows))
     assert out[0]["score"] == pytest.approx(good_score, abs=1e-5) and out[0]["error"] is None
     assert out[1]["score"] is None and out[1]["error"].startswith("row 1: ") and message in out[1]["error"]
 
 
 def test_a_bad_item_in_a_list_row_keeps_its_neighbours(model, good_score):
     rows = [{"instruction": "What is 2+2?", "responses": ["4", None, "4"]}]
-    out = list(model.score_rows(rows))[0]
+    out = list(score_rows(model, rows))[0]
     assert out["scores"][0] == pytest.approx(good_score, abs=1e-5) == out["scores"][2]
     assert out["scores"][1] is None
     assert out["error"] == "row 0: responses[1] must be a string, got null"
@@ -77,7 +77,7 @@ def test_messages_rows_are_validated(model):
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "generations": ["4"]},
         {"messages": [{"role": "user", "content": "q"}], "generations": "4"},
     ]
-    out = list(model.score_rows(rows))
+    out = list(score_rows(model, rows))
     assert len(out[0]["ratings"]) == 2 and out[0]["error"] is None
     assert out[1]["ratings"] is None and "row 1: field 'messages' is an empty conversation" == out[1]["error"]
     assert "row 2: field 'messages' is the prompt and must not end with an assistant turn" == out[2]["error"]
@@ -87,7 +87,7 @@ def test_messages_rows_are_validated(model):
 def test_strict_aborts_on_the_first_bad_row(model):
     rows = [{"conversation": GOOD}, {"conversation": []}, {"conversation": "x"}]
     with pytest.raises(RowError, match=r"^row 1: field 'conversation' is an empty conversation$"):
-        list(model.score_rows(rows, strict=True))
+        list(score_rows(model, rows, RowOptions(strict=True)))
 
 
 def test_score_api_raises_with_the_input_index(model):
@@ -98,7 +98,7 @@ def test_score_api_raises_with_the_input_index(model):
 def test_over_long_rows_are_per_row_errors_by_default(model_dirs):
     model = RewardModel.from_pretrained(str(model_dirs["qwen2"]), max_length=100)
     long = [{"role": "user", "content": "x " * 100}, {"role": "assistant", "content": "y"}]
-    out = list(model.score_rows([{"conversation": GOOD}, {"conversation": long}]))
+    out = list(score_rows(model, [{"conversation": GOOD}, {"conversation": long}]))
     assert out[0]["error"] is None and out[0]["score"] is not None
     assert out[1]["score"] is None
     assert "row 1: " in out[1]["error"] and "exceed the maximum length 100" in out[1]["error"]
@@ -106,9 +106,9 @@ def test_over_long_rows_are_per_row_errors_by_default(model_dirs):
 
 def test_existing_output_column_is_refused(model):
     with pytest.raises(RowError, match="already has a 'score' column"):
-        list(model.score_rows([{"conversation": GOOD, "score": 1.0}]))
+        list(score_rows(model, [{"conversation": GOOD, "score": 1.0}]))
 
 
 def test_unknown_shape_is_explained(model):
     with pytest.raises(RowError, match="cannot tell the row shape"):
-        list(model.score_rows([{"text": "hello"}]))
+        list(score_rows(model, [{"text": "hello"}]))

@@ -3,6 +3,7 @@
 import torch
 
 from rewardmill import cpu
+from rewardmill.cpu import CpuOptions
 
 
 def make_model():
@@ -15,7 +16,7 @@ def test_forced_onednn_routes_every_linear_and_keeps_results():
     x = torch.randn(5, 32)
     with torch.inference_mode():
         want = model(x)
-        choice = cpu.choose(model, kernel="onednn", threads=1)
+        choice = cpu.choose(model, CpuOptions(kernel="onednn", threads=1))
         got = model(x)
     assert choice.kernel == "onednn" and choice.threads == 1 and torch.get_num_threads() == 1
     assert all("forward" in vars(m) for m in model if isinstance(m, torch.nn.Linear))
@@ -37,14 +38,14 @@ def test_prepacked_and_plain_onednn_agree():
 
 def test_forced_torch_changes_nothing():
     model = make_model()
-    choice = cpu.choose(model, kernel="torch", threads=1)
+    choice = cpu.choose(model, CpuOptions(kernel="torch", threads=1))
     assert choice.kernel == "torch"
     assert not any("forward" in vars(m) for m in model)
 
 
 def test_auto_reports_every_measured_candidate():
     model = make_model()
-    choice = cpu.choose(model, kernel="auto", thread_candidates=(1,))
+    choice = cpu.choose(model, CpuOptions(kernel="auto", threads=1))
     assert choice.kernel in ("torch", "onednn") and choice.threads == 1
     assert "torch/1 thr" in choice.note and "onednn/1 thr" in choice.note
     torch.set_num_threads(1)

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
 from rewardmill import EngineOptions, RewardModel, RowError
-from rewardmill.adapters import AdapterSettings
+from rewardmill.adapters import PairOptions, TextOptions
 from rewardmill.adapters.pair import PairAdapter
 
 Q, A = "what is the capital of france?", "paris is the capital."
@@ -50,7 +50,7 @@ def test_alpha_is_passed_to_a_forward_that_takes_it(bert_dir):
     model = AlphaBert.from_pretrained(bert_dir).eval()
     with torch.no_grad():
         want = model(**tok(Q, A, return_tensors="pt"), alpha=10).reshape(-1)[0].item()
-    adapter = PairAdapter(model, tok, AdapterSettings(max_length=128, alpha=10))
+    adapter = PairAdapter(model, tok, TextOptions(max_length=128), PairOptions(alpha=10))
     assert adapter.alpha_in_forward
     rm = RewardModel(adapter, name="alpha-bert", engine_options=EngineOptions())
     assert rm.score([CONV])[0] == pytest.approx(want, abs=1e-5)

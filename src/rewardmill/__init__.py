@@ -1,20 +1,40 @@
-"""rewardmill: score datasets with reward models, correctly and fast."""
+"""rewardmill: score datasets with reward models, LLM judges and baselines, correctly and fast."""
 
-from .engine import EngineOptions
+from .adapters import FamilyOptions, TextOptions
+from .baselines import LengthScorer
+from .cpu import CpuOptions
+from .engine import Engine, EngineOptions
+from .errors import OptionsError, RewardmillError, RowError
 from .loading import LoadOptions, ModelLoadError
 from .model import RewardModel
 from .pipeline import Summary, score_file
-from .rows import Columns, RowError, Shape
+from .row_scoring import RowOptions, score_inputs, score_row_chunks, score_rows
+from .rows import Columns, Shape
+from .scorer import Item, ItemResult, Scorer
 
 __version__ = "0.1.0"
 __all__ = [
     "Columns",
+    "CpuOptions",
+    "Engine",
     "EngineOptions",
+    "FamilyOptions",
+    "Item",
+    "ItemResult",
+    "LengthScorer",
     "LoadOptions",
     "ModelLoadError",
+    "OptionsError",
     "RewardModel",
+    "RewardmillError",
     "RowError",
+    "RowOptions",
+    "Scorer",
     "Shape",
     "Summary",
+    "TextOptions",
     "score_file",
+    "score_inputs",
+    "score_row_chunks",
+    "score_rows",
 ]

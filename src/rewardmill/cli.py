@@ -1,20 +1,29 @@
-"""The `rewardmill` command line: a thin typer layer over the Python API."""
+"""The `rewardmill` command line: a thin typer layer over the Python API.
+
+Each command builds the API's option objects explicitly from its flags (`ModelArgs.scorer`), so a renamed
+parameter breaks loudly instead of silently dropping a flag. Only rewardmill's own errors become a one-line
+message; anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
-import inspect as inspect_module
 import json
 import sys
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from .adapters import KINDS
-from .io import InputError
-from .loading import DTYPES, ModelLoadError
-from .rows import Columns, RowError, Shape
+from .adapters import KINDS, TextOptions
+from .adapters.base import PADDING_SIDES, TRUNCATIONS
+from .cpu import KERNELS, CpuOptions
+from .engine import EngineOptions
+from .errors import OptionsError, RewardmillError
+from .loading import DTYPES, LoadOptions
+from .rows import SHAPES, Columns, Shape
+from .scorer import Scorer
 
 app = typer.Typer(
     help="Score datasets with reward models, correctly and fast.",
@@ -23,34 +32,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Kind = Enum("Kind", {k: k for k in KINDS}, type=str)  # type: ignore[misc]
-DTypeChoice = Enum("DTypeChoice", {d: d for d in DTYPES}, type=str)  # type: ignore[misc]
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
 
 
-class TruncationChoice(str, Enum):
-    error = "error"
-    left = "left"
-    right = "right"
-
-
-class KernelChoice(str, Enum):
-    auto = "auto"
-    torch = "torch"
-    onednn = "onednn"
-
-
-class PaddingChoice(str, Enum):
-    left = "left"
-    right = "right"
-
-
-class ShapeChoice(str, Enum):
-    auto = "auto"
-    conversation = "conversation"
-    instruction_response = "instruction+response"
-    instruction_responses = "instruction+responses"
-    messages_generations = "messages+generations"
-
+Kind = _choices("Kind", ("auto", *KINDS))
+DTypeChoice = _choices("DTypeChoice", DTYPES)
+TruncationChoice = _choices("TruncationChoice", TRUNCATIONS)
+KernelChoice = _choices("KernelChoice", KERNELS)
+PaddingChoice = _choices("PaddingChoice", PADDING_SIDES)
+ShapeChoice = _choices("ShapeChoice", ("auto", *SHAPES))
 
 LOAD = "Model loading"
 INPUT = "Input handling"
@@ -58,6 +50,7 @@ ENGINE = "Batching"
 COLUMNS = "Column names"
 OUTPUTS = "Extra outputs"
 
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local directory, or the baseline 'length' (score = response characters). Default: a small hub reward model, or offline the MiniLM relevance fallback.", rich_help_panel=LOAD)]
 KindOpt = Annotated[Kind, typer.Option("--kind", help="Model family: auto-detect from the config, or force one.", rich_help_panel=LOAD)]
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).", rich_help_panel=LOAD)]
 DTypeOpt = Annotated[DTypeChoice, typer.Option("--dtype", help="default = bf16 on GPU, fp32 on CPU; auto = as saved.", rich_help_panel=LOAD)]
@@ -68,12 +61,12 @@ TokenOpt = Annotated[Optional[str], typer.Option(help="Hub token (never printed)
 AttnOpt = Annotated[Optional[str], typer.Option(help="Attention implementation: sdpa, eager, flash_attention_2.", rich_help_panel=LOAD)]
 MaxLenOpt = Annotated[Optional[int], typer.Option(help="Longest input in tokens (default: the model's limit).", rich_help_panel=INPUT)]
 TruncOpt = Annotated[TruncationChoice, typer.Option(help="Over-long inputs: error (per-row error), left (cut the start, keep BOS) or right (cut the end).", rich_help_panel=INPUT)]
-TemplateOpt = Annotated[Optional[str], typer.Option(help="Chat template (Jinja string or file) for models without one, or to override it.", rich_help_panel=INPUT)]
-LabelOpt = Annotated[Optional[str], typer.Option(help="For multi-label heads: the label name or index to use as score.", rich_help_panel=INPUT)]
-AlphaOpt = Annotated[Optional[float], typer.Option(help="Reward multiplier for pair-input models: passed as forward(alpha=...) when the model takes it, else multiplies the score.", rich_help_panel=INPUT)]
+TemplateOpt = Annotated[Optional[str], typer.Option(help="Chat-template families: a chat template (Jinja string or file) for models without one, or to override it.", rich_help_panel=INPUT)]
+LabelOpt = Annotated[Optional[str], typer.Option(help="Classifier and pair models with several labels: the label name or index to use as score.", rich_help_panel=INPUT)]
+AlphaOpt = Annotated[Optional[float], typer.Option(help="Pair-input models: reward multiplier, passed as forward(alpha=...) when the model takes it, else multiplies the score.", rich_help_panel=INPUT)]
 TypesOpt = Annotated[Optional[bool], typer.Option("--token-type-ids/--no-token-type-ids", help="Pair-input models: pass token_type_ids (default: when tokenizer and model use them).", rich_help_panel=INPUT, show_default=False)]
-PaddingOpt = Annotated[Optional[PaddingChoice], typer.Option(help="Padding side to use (default: what the model family or the quirks table needs; scores do not depend on it).", rich_help_panel=INPUT, show_default=False)]
-AllLabelsOpt = Annotated[bool, typer.Option("--all-labels", help="Multi-label heads: add one output column per label (logit_NAME or prob_NAME).", rich_help_panel=OUTPUTS)]
+PaddingOpt = Annotated[Optional[PaddingChoice], typer.Option(help="Chat-template families: padding side (default: what the family or the quirks table needs; scores do not depend on it).", rich_help_panel=INPUT, show_default=False)]
+AllLabelsOpt = Annotated[bool, typer.Option("--all-labels", help="Classifier heads with several labels: one output column per label (logit_NAME or prob_NAME).", rich_help_panel=OUTPUTS)]
 ProbOpt = Annotated[bool, typer.Option("--probabilities", help="Classifier heads: softmax probabilities (sigmoid for one label) instead of logits.", rich_help_panel=OUTPUTS)]
 ObjectivesOpt = Annotated[bool, typer.Option("--objectives", help="Multi-objective models (ArmoRM style): one column per objective, named from the config or quirks table, else objective_N.", rich_help_panel=OUTPUTS)]
 GatingOpt = Annotated[bool, typer.Option("--gating", help="Multi-objective models: add the gating weights as gating_NAME columns.", rich_help_panel=OUTPUTS)]
@@ -82,8 +75,8 @@ ModelKwargOpt = Annotated[Optional[list[str]], typer.Option("--model-kwarg", hel
 QuirksOpt = Annotated[Optional[Path], typer.Option(help="JSON file of extra model quirks (see the README), tried before the built-in table.", rich_help_panel=LOAD)]
 BatchOpt = Annotated[Optional[int], typer.Option(help="Most rows in one forward pass (default: 16 on CPU, 128 on GPU; measured in docs/benchmarks.md).", rich_help_panel=ENGINE)]
 TokensOpt = Annotated[Optional[int], typer.Option(help="Most padded tokens (rows x longest row) in one forward pass (default: 1024 on CPU, 16384 on GPU).", rich_help_panel=ENGINE)]
-ThreadsOpt = Annotated[str, typer.Option(help="CPU threads for torch: a number, or auto (time 1 thread and all cores on the model's largest layer and keep the faster).", rich_help_panel=ENGINE)]
-KernelOpt = Annotated[KernelChoice, typer.Option("--cpu-kernel", help="fp32 matmul kernel on CPU: auto (time torch's MKL and oneDNN on the model's largest layer, keep the faster), torch or onednn.", rich_help_panel=ENGINE)]
+ThreadsOpt = Annotated[str, typer.Option(help="CPU threads for torch: a number, keep (leave torch's setting), or auto (time 1 thread against all usable cores on the model's largest layer; change only for a clear gain).", rich_help_panel=ENGINE)]
+KernelOpt = Annotated[KernelChoice, typer.Option("--cpu-kernel", help="fp32 matmul kernel on CPU: auto (time torch's MKL and oneDNN on the model's largest layer, change only for a clear gain), torch or onednn.", rich_help_panel=ENGINE)]
 
 
 def parse_model_kwargs(pairs: list[str] | None) -> dict:
@@ -92,7 +85,7 @@ def parse_model_kwargs(pairs: list[str] | None) -> dict:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--model-kwarg expects KEY=VALUE, got {pair!r}")
+            raise OptionsError(f"--model-kwarg expects KEY=VALUE, got {pair!r}")
         try:
             kwargs[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
@@ -100,17 +93,67 @@ def parse_model_kwargs(pairs: list[str] | None) -> dict:
     return kwargs
 
 
-def _load(model: str, params: dict):
-    """RewardModel.from_pretrained with every model option among a command's parameters (enums unwrapped)."""
-    from . import RewardModel
+def parse_threads(value: str) -> int | str | None:
+    if value == "auto":
+        return "auto"
+    if value == "keep":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise OptionsError(f"--threads takes a positive number, keep or auto, got {value!r}")
+    return int(value)
 
-    accepted = set(inspect_module.signature(RewardModel.from_pretrained).parameters) - {"name", "model_kwargs"}
-    options = {name: value.value if isinstance(value, Enum) else value for name, value in params.items() if name in accepted}
-    if isinstance(options.get("threads"), str) and options["threads"] != "auto":
-        if not options["threads"].isdigit() or int(options["threads"]) < 1:
-            raise ValueError(f"--threads takes a positive number or auto, got {options['threads']!r}")
-        options["threads"] = int(options["threads"])
-    return RewardModel.from_pretrained(model, model_kwargs=parse_model_kwargs(params.get("model_kwarg")), **options)
+
+@dataclass
+class ModelArgs:
+    """The model flags of a command, turned into the API's option groups by `scorer()`."""
+
+    model: str
+    kind: str = "auto"
+    quirks: Path | None = None
+    load: LoadOptions = LoadOptions()
+    text: TextOptions = TextOptions()
+    family: dict[str, Any] = field(default_factory=dict)
+    engine: EngineOptions = EngineOptions()
+    cpu: CpuOptions = CpuOptions()
+
+    def scorer(self) -> Scorer:
+        from .baselines import baseline
+
+        chosen = baseline(self.model)
+        if chosen is not None:
+            self._refuse_model_options()
+            return chosen
+        from .model import RewardModel
+
+        return RewardModel.load(self.model, kind=self.kind, load=self.load, text=self.text, family=self.family,
+                                engine=self.engine, cpu=self.cpu, quirks=self.quirks)
+
+    def _refuse_model_options(self) -> None:
+        from .options import flag, given_family_options
+
+        defaults = ModelArgs(self.model, cpu=self.cpu)
+        used = [flag(name) for name in given_family_options(self.family)]
+        for group in ("kind", "quirks", "load", "text", "engine"):
+            if getattr(self, group) != getattr(defaults, group):
+                used.append(f"--{group} options")
+        if used:
+            raise OptionsError(f"the {self.model} baseline runs no model, so these options do not apply to it: "
+                               f"{', '.join(used)}")
+
+
+def _load_options(revision, dtype, device, device_map, trust_remote_code, token, attn_implementation) -> LoadOptions:
+    return LoadOptions(revision=revision, dtype=dtype.value, device=device, device_map=device_map,
+                       trust_remote_code=trust_remote_code, token=token, attn_implementation=attn_implementation)
+
+
+def _family(*, chat_template, label, alpha, token_type_ids, padding_side, reward_token_id, model_kwarg, all_labels,
+            probabilities, objectives, gating) -> dict[str, Any]:
+    return {
+        "chat_template": chat_template, "label": label, "alpha": alpha, "token_type_ids": token_type_ids,
+        "padding_side": padding_side.value if padding_side else None, "reward_token_id": reward_token_id,
+        "model_kwargs": parse_model_kwargs(model_kwarg), "all_labels": all_labels, "probabilities": probabilities,
+        "objectives": objectives, "gating": gating,
+    }
 
 
 def _fail(message: str) -> None:
@@ -130,7 +173,7 @@ def _quiet_transformers() -> None:
 def score(
     input: Annotated[Path, typer.Argument(help="Rows to score: .jsonl, .json, .csv, .parquet, or a saved datasets directory.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write: .jsonl, .parquet or .csv (by extension).", show_default=False)],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local directory. Default: a small hub reward model, or offline the MiniLM relevance fallback.", rich_help_panel=LOAD)] = None,
+    model: ModelOpt = None,
     kind: KindOpt = Kind("auto"),
     revision: RevisionOpt = None,
     dtype: DTypeOpt = DTypeChoice("default"),
@@ -140,7 +183,7 @@ def score(
     token: TokenOpt = None,
     attn_implementation: AttnOpt = None,
     max_length: MaxLenOpt = None,
-    truncation: TruncOpt = TruncationChoice.error,
+    truncation: TruncOpt = TruncationChoice("error"),
     chat_template: TemplateOpt = None,
     label: LabelOpt = None,
     alpha: AlphaOpt = None,
@@ -156,8 +199,8 @@ def score(
     batch_size: BatchOpt = None,
     max_tokens_per_batch: TokensOpt = None,
     threads: ThreadsOpt = "auto",
-    cpu_kernel: KernelOpt = KernelChoice.auto,
-    shape: Annotated[ShapeChoice, typer.Option(help="Row shape (auto: from the column names of the first row).", rich_help_panel=INPUT)] = ShapeChoice.auto,
+    cpu_kernel: KernelOpt = KernelChoice("auto"),
+    shape: Annotated[ShapeChoice, typer.Option(help="Row shape (auto: per row, among the shapes that share the first row's output column).", rich_help_panel=INPUT)] = ShapeChoice("auto"),
     strict: Annotated[bool, typer.Option("--strict", help="Abort on the first bad row instead of writing its error into the error column.", rich_help_panel=INPUT)] = False,
     split: Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict.", rich_help_panel=INPUT)] = None,
     chunk_rows: Annotated[int, typer.Option(help="Rows read, scored and written at a time (bounds memory).", rich_help_panel=ENGINE)] = 2048,
@@ -173,28 +216,36 @@ def score(
     ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for messages+generations rows.")] = "ratings",
     error_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output: why a row (or item) was not scored; null when it was.")] = "error",
 ) -> None:
-    """Score every row of INPUT with a reward model and write it, with all its columns, to OUTPUT."""
-    params = dict(locals())
+    """Score every row of INPUT with a reward model (or a baseline) and write it, with all its columns, to OUTPUT."""
     from .defaults import resolve_default_model
     from .pipeline import score_file
+    from .row_scoring import RowOptions
 
     _quiet_transformers()
-    columns = Columns(
-        conversation=conversation_column, instruction=instruction_column, response=response_column,
-        responses=responses_column, messages=messages_column, generations=generations_column,
-        score=score_column, scores=scores_column, ratings=ratings_column, error=error_column,
-    )
     try:
+        columns = Columns(
+            conversation=conversation_column, instruction=instruction_column, response=response_column,
+            responses=responses_column, messages=messages_column, generations=generations_column,
+            score=score_column, scores=scores_column, ratings=ratings_column, error=error_column,
+        )
+        row_options = RowOptions(columns=columns, shape=None if shape.value == "auto" else Shape(shape.value),
+                                 strict=strict, chunk_rows=chunk_rows)
         if model is None:
             chosen = resolve_default_model(token)
             typer.secho(chosen.note, fg=typer.colors.YELLOW, err=True)
             model = chosen.name
-        scorer = _load(model, params)
-        summary = score_file(
-            input, output, scorer, columns=columns, shape=None if shape is ShapeChoice.auto else Shape(shape.value),
-            strict=strict, split=split, chunk_rows=chunk_rows, progress=progress,
+        args = ModelArgs(
+            model, kind=kind.value, quirks=quirks,
+            load=_load_options(revision, dtype, device, device_map, trust_remote_code, token, attn_implementation),
+            text=TextOptions(max_length=max_length, truncation=truncation.value),
+            family=_family(chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
+                           padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg,
+                           all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating),
+            engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch),
+            cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
         )
-    except (ModelLoadError, InputError, RowError, ValueError) as error:
+        summary = score_file(input, output, args.scorer(), row_options, split=split, progress=progress)
+    except RewardmillError as error:
         _fail(str(error))
         return
     typer.echo(
@@ -211,7 +262,7 @@ def score(
 
 @app.command()
 def inspect(
-    model: Annotated[str, typer.Argument(help="Hub id or local directory.", show_default=False)],
+    model: Annotated[str, typer.Argument(help="Hub id or local directory, or the baseline 'length'.", show_default=False)],
     kind: KindOpt = Kind("auto"),
     revision: RevisionOpt = None,
     dtype: DTypeOpt = DTypeChoice("default"),
@@ -232,17 +283,24 @@ def inspect(
     objectives: ObjectivesOpt = False,
     gating: GatingOpt = False,
     threads: ThreadsOpt = "auto",
-    cpu_kernel: KernelOpt = KernelChoice.auto,
+    cpu_kernel: KernelOpt = KernelChoice("auto"),
 ) -> None:
     """Show what rewardmill detected for MODEL (family, what is called, how the score is read)."""
-    params = dict(locals())
     _quiet_transformers()
     try:
-        scorer = _load(model, params)
-    except (ModelLoadError, ValueError) as error:
+        args = ModelArgs(
+            model, kind=kind.value, quirks=quirks,
+            load=_load_options(revision, dtype, device, None, trust_remote_code, token, None),
+            text=TextOptions(max_length=max_length),
+            family=_family(chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
+                           padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg,
+                           all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating),
+            cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
+        )
+        report = args.scorer().describe()
+    except RewardmillError as error:
         _fail(str(error))
         return
-    report = scorer.describe()
     width = max(len(key) for key in report)
     for key, value in report.items():
         typer.echo(f"{key:<{width}}  {value}")

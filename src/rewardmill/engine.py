@@ -1,8 +1,10 @@
 """Family-agnostic batching: sort by length, batch under a token budget, run, restore input order.
 
-The engine sees only token ids and the adapter's padding needs. Sorting by length keeps padding small;
-the token budget (rows x longest row) bounds memory and keeps each forward pass in the shape range
-where the hardware is efficient. Results come back in input order whatever the batch plan was.
+The engine sees only token ids and the adapter's padding needs. It exposes one batch step
+(`Engine.step`: collate, forward, read) apart from the loop over a list (`Engine.run`: plan, then step per
+batch), so that a server's queue-based batcher or a Ray actor can form its own batches and drive the same step.
+Sorting by length keeps padding small; the token budget (rows x longest row) bounds memory and keeps each
+forward pass in the shape range where the hardware is efficient. Results come back in input order.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .adapters.base import Adapter, Batch, Encoded
-
+from .errors import OptionsError
 
 # Measured in docs/benchmarks.md: on CPU a forward pass is efficient from a few hundred tokens, so small,
 # nearly unpadded batches of about 1,000 tokens win; a GPU needs wide batches to fill it.
@@ -35,11 +37,11 @@ class EngineOptions:
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise OptionsError("batch_size must be at least 1")
         if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
-            raise ValueError("max_tokens_per_batch must be at least 1")
+            raise OptionsError("max_tokens_per_batch must be at least 1")
         if not 0.0 <= self.min_fill <= 1.0:
-            raise ValueError("min_fill must be between 0 and 1")
+            raise OptionsError("min_fill must be between 0 and 1")
 
     def for_device(self, device: torch.device | str) -> EngineOptions:
         """These options with defaults filled in for `device`."""
@@ -57,7 +59,7 @@ def plan_batches(lengths: Sequence[int], options: EngineOptions) -> list[list[in
     A single item longer than the budget still gets a batch of its own.
     """
     if options.batch_size is None or options.max_tokens_per_batch is None:
-        raise ValueError("plan_batches needs resolved options: call options.for_device(device) first")
+        raise OptionsError("plan_batches needs resolved options: call options.for_device(device) first")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
@@ -104,25 +106,38 @@ def collate(items: Sequence[Encoded], pad_token_id: int, padding_side: str, devi
     )
 
 
-def run(
-    adapter: Adapter,
-    items: Sequence[Encoded],
-    options: EngineOptions,
-    on_batch: Callable[[list[int]], None] | None = None,
-) -> list[dict[str, float]]:
-    """Score encoded items; returns one {output name: value} dict per item, in input order."""
-    results: list[dict[str, float] | None] = [None] * len(items)
-    if not items:
-        return []
-    device = adapter.device
-    options = options.for_device(device)
-    with torch.inference_mode():
-        for indices in plan_batches([len(item) for item in items], options):
-            batch = collate([items[i] for i in indices], adapter.pad_token_id, adapter.padding_side, device)
-            outputs = adapter.forward(batch)
-            columns = {name: values.detach().float().cpu().tolist() for name, values in outputs.items()}
-            for position, index in enumerate(indices):
-                results[index] = {name: values[position] for name, values in columns.items()}
+def read(outputs: dict[str, torch.Tensor]) -> list[dict[str, float]]:
+    """Per-row {output name: float} from the adapter's {output name: tensor [rows]} (one host copy each)."""
+    columns = {name: values.detach().float().cpu().tolist() for name, values in outputs.items()}
+    rows = len(next(iter(columns.values()))) if columns else 0
+    return [{name: values[row] for name, values in columns.items()} for row in range(rows)]
+
+
+class Engine:
+    """Batches encoded items through one adapter. `step` runs one batch; `run` plans and steps a whole list."""
+
+    def __init__(self, adapter: Adapter, options: EngineOptions = EngineOptions()):
+        self.adapter = adapter
+        self.options = options.for_device(adapter.device)
+
+    def plan(self, items: Sequence[Encoded]) -> list[list[int]]:
+        return plan_batches([len(item) for item in items], self.options)
+
+    def step(self, items: Sequence[Encoded]) -> list[dict[str, float]]:
+        """Score one batch as given (no reordering): collate, forward, read; one result per item."""
+        adapter = self.adapter
+        with torch.inference_mode():
+            batch = collate(items, adapter.pad_token_id, adapter.padding_side, adapter.device)
+            return read(adapter.forward(batch))
+
+    def run(
+        self, items: Sequence[Encoded], on_batch: Callable[[list[int]], None] | None = None
+    ) -> list[dict[str, float]]:
+        """Score encoded items; returns one {output name: value} dict per item, in input order."""
+        results: list[dict[str, float] | None] = [None] * len(items)
+        for indices in self.plan(items):
+            for index, result in zip(indices, self.step([items[i] for i in indices])):
+                results[index] = result
             if on_batch is not None:
                 on_batch(indices)
-    return results  # type: ignore[return-value]
+        return results  # type: ignore[return-value]

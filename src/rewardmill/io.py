@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import RewardmillError
 from .rows import UnreadableRow
 
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-class InputError(ValueError):
+class InputError(RewardmillError, ValueError):
     """The input file cannot be read as a table of rows."""
 
 

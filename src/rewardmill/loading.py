@@ -7,15 +7,17 @@ repr and error messages are scrubbed of it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
+from .errors import OptionsError, RewardmillError
+
 DType = Literal["default", "auto", "float32", "bfloat16", "float16"]
-DTYPES = ("default", "auto", "float32", "bfloat16", "float16")
+DTYPES: tuple[str, ...] = get_args(DType)
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(RewardmillError, RuntimeError):
     """The model, its config or its tokenizer could not be loaded or used as asked."""
 
 
@@ -31,7 +33,7 @@ class LoadOptions:
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+            raise OptionsError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
     def resolved_device(self) -> str:
         if self.device:

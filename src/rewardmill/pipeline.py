@@ -1,16 +1,15 @@
-"""Score a whole dataset file: read -> score rows in chunks -> write, with a progress bar and a summary."""
+"""Score a whole dataset file with any scorer: read -> row layer -> write, with a progress bar and a summary."""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .io import Writer, read_rows
-from .model import RewardModel
-from .rows import Columns, Shape
+from .row_scoring import RowOptions, score_row_chunks
+from .scorer import Scorer
 
 
 @dataclass
@@ -29,13 +28,10 @@ class Summary:
 def score_file(
     input_path: str | Path,
     output_path: str | Path,
-    model: RewardModel,
+    scorer: Scorer,
+    options: RowOptions = RowOptions(),
     *,
-    columns: Columns = Columns(),
-    shape: Shape | None = None,
-    strict: bool = False,
     split: str | None = None,
-    chunk_rows: int = 2048,
     progress: bool | None = None,
     keep_errors: int = 20,
 ) -> Summary:
@@ -45,34 +41,21 @@ def score_file(
     summary = Summary(output=str(output_path))
     started = time.perf_counter()
     bar = _progress_bar(source.total, progress)
+    error = options.columns.error
     try:
-        scored = model.score_rows(
-            source.rows, columns=columns, shape=shape, strict=strict, chunk_rows=chunk_rows, on_progress=bar.update
-        )
         with Writer(output_path) as writer:
-            for chunk in _chunks(scored, chunk_rows):
+            for chunk in score_row_chunks(scorer, source.rows, options, on_progress=bar.update):
                 for row in chunk:
-                    if row.get(columns.error):
+                    if row.get(error):
                         summary.rows_with_errors += 1
                         if len(summary.errors) < keep_errors:
-                            summary.errors.append(row[columns.error])
+                            summary.errors.append(row[error])
                 writer.write(chunk)
                 summary.rows += len(chunk)
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _chunks(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
-    chunk: list[dict] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _progress_bar(total: int | None, enabled: bool | None):

@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .errors import RewardmillError
+
 FIELDS = {
     "kind": str, "padding_side": str, "reward_token_id": int, "chat_template": str, "bos": str,
     "objective_names": list, "token_type_ids": bool, "model_kwargs": dict, "max_length": int, "note": str,
@@ -21,7 +23,7 @@ FIELDS = {
 BOS_POLICIES = ("template", "add", "strip")
 
 
-class QuirksError(ValueError):
+class QuirksError(RewardmillError, ValueError):
     pass
 
 

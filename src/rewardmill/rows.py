@@ -1,30 +1,27 @@
-"""Row shapes: recognise them, validate them, turn rows into conversations and fold scores back.
+"""Row shapes: recognise them per row, validate them, and turn a row into one scoring `Item`.
 
-A row is a plain dict. Each supported shape maps to one or more *items* (a conversation ending with an
-assistant turn); a scorer turns items into scores, and `fold` puts them back into the row under the
-output column of its shape. Problems are reported as `RowError` with a human-readable reason; the
-caller decides whether that aborts the run (`--strict`) or lands in the row's error column.
+A row is a plain dict. Four shapes are read (column names configurable through `Columns`):
+  conversation            list of {role, content} ending with an assistant turn        -> score
+  instruction + response  a user prompt and one answer                                  -> score
+  instruction + responses a user prompt and a list of answers                           -> scores (list)
+  messages + generations  the prompt conversation and a list of generated answers       -> ratings (list)
+Shapes that fill the same output column may mix in one file: a row whose `conversation` is missing or null is
+read as instruction + response (seed 000). Problems are `RowError`s with a readable reason; the row layer
+decides whether that aborts the run (`strict`) or lands in the row's error column. Knows nothing of models.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-Message = dict[str, str]
-Conversation = list[Message]
+from .errors import RowError
+from .scorer import Conversation, Item
 
 ROLES = ("system", "user", "assistant")
-
-
-class RowError(ValueError):
-    """A row (or one item of it) cannot be scored; `reason` says why, without the row number."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class UnreadableRow(dict):
@@ -42,6 +39,12 @@ class Shape(str, enum.Enum):
     messages_generations = "messages+generations"
 
 
+SHAPES = tuple(shape.value for shape in Shape)
+# Tried in this order when a row could match several (a row with `responses` is not a one-response row).
+DETECTION_ORDER = (Shape.conversation, Shape.messages_generations, Shape.instruction_responses, Shape.instruction_response)
+SINGLE_RESPONSE = (Shape.conversation, Shape.instruction_response)
+
+
 @dataclass(frozen=True)
 class Columns:
     """Column names, all configurable. Inputs first, then the output columns."""
@@ -57,6 +60,14 @@ class Columns:
     ratings: str = "ratings"
     error: str = "error"
 
+    def inputs_of(self, shape: Shape) -> tuple[str, ...]:
+        return {
+            Shape.conversation: (self.conversation,),
+            Shape.instruction_response: (self.instruction, self.response),
+            Shape.instruction_responses: (self.instruction, self.responses),
+            Shape.messages_generations: (self.messages, self.generations),
+        }[shape]
+
     def output_for(self, shape: Shape) -> str:
         return {
             Shape.conversation: self.score,
@@ -66,23 +77,52 @@ class Columns:
         }[shape]
 
 
+def _present(row: Mapping, name: str) -> bool:
+    return name in row and row[name] is not None
 
-def detect_shape(keys: set[str] | list[str], columns: Columns = Columns()) -> Shape:
-    """Pick the row shape from the column names present (first match wins)."""
-    keys = set(keys)
-    if columns.conversation in keys:
-        return Shape.conversation
-    if columns.messages in keys and columns.generations in keys:
-        return Shape.messages_generations
-    if columns.instruction in keys and columns.responses in keys:
-        return Shape.instruction_responses
-    if columns.instruction in keys and columns.response in keys:
-        return Shape.instruction_response
-    raise RowError(
+
+def _shape_error(keys: Sequence[str], columns: Columns) -> RowError:
+    return RowError(
         f"cannot tell the row shape from columns {sorted(keys)}: expected '{columns.conversation}', "
         f"'{columns.instruction}' + '{columns.response}', '{columns.instruction}' + '{columns.responses}', "
         f"or '{columns.messages}' + '{columns.generations}' (column names are configurable, see --help)"
     )
+
+
+def detect_shape(row: Mapping, columns: Columns = Columns(), among: Sequence[Shape] = DETECTION_ORDER) -> Shape:
+    """The first shape of `among` whose input fields the row holds; a null value counts as missing."""
+    for shape in among:
+        if all(_present(row, name) for name in columns.inputs_of(shape)):
+            return shape
+    raise _shape_error(list(row), columns)
+
+
+def shape_family(shape: Shape) -> tuple[Shape, ...]:
+    """The shapes that write the same output column as `shape`, `shape` first: they may mix row by row."""
+    if shape in SINGLE_RESPONSE:
+        return (shape, *(s for s in SINGLE_RESPONSE if s is not shape))
+    return (shape,)
+
+
+def first_shape(row: Mapping, columns: Columns) -> Shape:
+    """The shape of a file's first readable row: by the values it holds, else by its column names alone
+    (so a first row with a null `conversation` still reads as a conversation row and gets a per-row error)."""
+    try:
+        return detect_shape(row, columns)
+    except RowError:
+        for shape in DETECTION_ORDER:
+            if all(name in row for name in columns.inputs_of(shape)):
+                return shape
+        raise
+
+
+def row_shape(row: Mapping, family: Sequence[Shape], columns: Columns) -> Shape:
+    """This row's shape among `family`; a row matching none is validated as the family's first shape,
+    which names what is missing."""
+    try:
+        return detect_shape(row, columns, among=family)
+    except RowError:
+        return family[0]
 
 
 def _type_name(value: Any) -> str:
@@ -99,20 +139,20 @@ def _maybe_json_list(value: Any) -> Any:
     return value
 
 
-def _field(row: dict, name: str) -> Any:
-    if name not in row or row[name] is None:
+def _field(row: Mapping, name: str) -> Any:
+    if not _present(row, name):
         raise RowError(f"missing field '{name}'")
     return row[name]
 
 
-def _string(row: dict, name: str) -> str:
+def _string(row: Mapping, name: str) -> str:
     value = _field(row, name)
     if not isinstance(value, str):
         raise RowError(f"field '{name}' must be a string, got {_type_name(value)}")
     return value
 
 
-def _list(row: dict, name: str) -> list:
+def _list(row: Mapping, name: str) -> list:
     value = _maybe_json_list(_field(row, name))
     if hasattr(value, "tolist") and not isinstance(value, str):  # numpy / arrow arrays
         value = value.tolist()
@@ -144,76 +184,60 @@ def validate_messages(value: list, name: str, *, must_end_with: str | None) -> C
     return clean
 
 
+def conversation_item(conversation: Conversation) -> Item:
+    """A validated conversation (ending with an assistant turn) as a one-response item."""
+    *prompt, answer = conversation
+    return Item(tuple(prompt), (answer["content"],))
+
+
 @dataclass
-class RowItems:
-    """The conversations of one row; `item_errors[i]` is set where item i itself is bad."""
+class RowItem:
+    """A row read as one item. `positions[j]` is where item response j sits in the row's list of `size`
+    responses; a response that is not a string has no place in the item and a reason in `errors`."""
 
-    conversations: list[Conversation | None]
-    item_errors: list[str | None]
+    item: Item
+    size: int
+    positions: list[int]
+    errors: list[str | None] = field(default_factory=list)
+    list_name: str | None = None  # the list column, for rows with several responses
 
 
-def row_items(row: dict, shape: Shape, columns: Columns = Columns()) -> RowItems:
-    """Validate a row of `shape` and return its conversations. Raises RowError for a bad row."""
+def row_item(row: Any, shape: Shape, columns: Columns = Columns()) -> RowItem:
+    """Validate a row of `shape` and return it as an item. Raises RowError for a bad row."""
     if isinstance(row, UnreadableRow):
         raise RowError(row.problem)
     if not isinstance(row, dict):
         raise RowError(f"row must be an object, got {_type_name(row)}")
     if shape is Shape.conversation:
-        conv = validate_messages(_list(row, columns.conversation), columns.conversation, must_end_with="assistant")
-        return RowItems([conv], [None])
+        conversation = validate_messages(_list(row, columns.conversation), columns.conversation, must_end_with="assistant")
+        return RowItem(conversation_item(conversation), 1, [0], [None])
     if shape is Shape.instruction_response:
-        instruction = _string(row, columns.instruction)
-        response = _string(row, columns.response)
-        return RowItems([_two_turns(instruction, response)], [None])
-
+        prompt = ({"role": "user", "content": _string(row, columns.instruction)},)
+        return RowItem(Item(prompt, (_string(row, columns.response),)), 1, [0], [None])
     if shape is Shape.instruction_responses:
-        prompt: Conversation = [{"role": "user", "content": _string(row, columns.instruction)}]
+        prompt = ({"role": "user", "content": _string(row, columns.instruction)},)
         candidates, name = _list(row, columns.responses), columns.responses
     else:
-        prompt = validate_messages(_list(row, columns.messages), columns.messages, must_end_with="prompt")
-        candidates, name = _list(row, columns.generations), columns.generations
-    conversations: list[Conversation | None] = []
-    errors: list[str | None] = []
+        messages = validate_messages(_list(row, columns.messages), columns.messages, must_end_with="prompt")
+        prompt, (candidates, name) = tuple(messages), (_list(row, columns.generations), columns.generations)
+    texts, positions, errors = [], [], []
     for i, text in enumerate(candidates):
         if isinstance(text, str):
-            conversations.append([*prompt, {"role": "assistant", "content": text}])
+            texts.append(text)
+            positions.append(i)
             errors.append(None)
         else:
-            conversations.append(None)
             errors.append(f"{name}[{i}] must be a string, got {_type_name(text)}")
-    return RowItems(conversations, errors)
-
-
-def _two_turns(instruction: str, response: str) -> Conversation:
-    return [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+    return RowItem(Item(prompt, tuple(texts)), len(candidates), positions, errors, list_name=name)
 
 
 def output_column(name: str, shape: Shape, columns: Columns) -> str:
-    """Where an adapter output lands: "score" in the shape's column, others under their own names."""
+    """Where a per-response output lands: "score" in the shape's column, others under their own names."""
     return columns.output_for(shape) if name == "score" else name
 
 
-def fold(
-    row: dict,
-    shape: Shape,
-    outputs: list[dict[str, float] | None],
-    names: tuple[str, ...],
-    errors: list[str | None],
-    columns: Columns,
-) -> dict:
-    """Return a copy of `row` with each output column (and the error column) filled from item results."""
-    out = dict(row)
-    single = shape in (Shape.conversation, Shape.instruction_response)
-    for name in names:
-        values = [None if result is None else result[name] for result in outputs]
-        out[output_column(name, shape, columns)] = values[0] if single else values
-    problems = [e for e in errors if e]
-    out[columns.error] = "; ".join(problems) if problems else None
-    return out
-
-
-def failed(row: Any, shape: Shape | None, reason: str, columns: Columns, names: tuple[str, ...] = ("score",)) -> dict:
-    """The output row for a row that could not be scored at all."""
+def failed(row: Any, shape: Shape | None, reason: str, columns: Columns, names: Sequence[str] = ("score",)) -> dict:
+    """The output row for a row that could not be scored at all: every output null, the reason in the error."""
     out = dict(row) if isinstance(row, dict) else {"input": row}
     if shape is not None:
         for name in names:

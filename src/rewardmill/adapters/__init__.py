@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from .base import Adapter, AdapterSettings, Batch, Encoded
-from .classifier import ClassifierAdapter
-from .multi_objective import MultiObjectiveAdapter
-from .pair import PairAdapter
-from .registry import AUTO_CLASSES, Plan, plan_model
-from .reward_token import RewardTokenAdapter
+from .base import Adapter, Batch, Encoded, FamilyOptions, ForwardOptions, TextOptions
+from .classifier import ClassifierAdapter, ClassifierOptions
+from .decoder import DecoderOptions
+from .multi_objective import MultiObjectiveAdapter, MultiObjectiveOptions
+from .pair import PairAdapter, PairOptions
+from .registry import ADAPTERS, KINDS, Plan, adapter_for, plan_model
+from .reward_token import RewardTokenAdapter, RewardTokenOptions
 from .similarity import SimilarityAdapter
 from .value_head import ValueHeadAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {
-    adapter.kind: adapter
-    for adapter in (
-        ClassifierAdapter, PairAdapter, SimilarityAdapter, MultiObjectiveAdapter, RewardTokenAdapter, ValueHeadAdapter
-    )
-}
-assert set(ADAPTERS) == set(AUTO_CLASSES)
-KINDS = ("auto", *ADAPTERS)
-
-__all__ = ["ADAPTERS", "KINDS", "Adapter", "AdapterSettings", "Batch", "Encoded", "Plan", "plan_model"]
+__all__ = [
+    "ADAPTERS", "KINDS", "Adapter", "Batch", "ClassifierAdapter", "ClassifierOptions", "DecoderOptions", "Encoded",
+    "FamilyOptions", "ForwardOptions", "MultiObjectiveAdapter", "MultiObjectiveOptions", "PairAdapter", "PairOptions",
+    "Plan", "RewardTokenAdapter", "RewardTokenOptions", "SimilarityAdapter", "TextOptions", "ValueHeadAdapter",
+    "adapter_for", "plan_model",
+]

@@ -1,42 +1,57 @@
-"""The one interface every model family implements.
+"""The one interface every model family implements, and the options every family shares.
 
 An adapter owns a loaded model and its tokenizer. It turns a conversation into token ids (`encode`) and a
 padded batch into named outputs, one value per row (`forward`). It declares how the engine must pad
-(`padding_side`, `pad_token_id`). The engine never looks inside.
+(`padding_side`, `pad_token_id`), how the registry recognises its models (`detect`, `auto_classes`) and
+which options it takes (`Options`, a dataclass). The engine never looks inside.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import torch
 
-from ..rows import Conversation, RowError
+from ..errors import OptionsError, RowError
+from ..scorer import Conversation
+
+if TYPE_CHECKING:
+    from .registry import Evidence
 
 Truncation = Literal["error", "left", "right"]
+TRUNCATIONS: tuple[str, ...] = get_args(Truncation)
+PaddingSide = Literal["left", "right"]
+PADDING_SIDES: tuple[str, ...] = get_args(PaddingSide)
 
 
-@dataclass
-class AdapterSettings:
-    """Every scoring option an adapter may use; each family reads the ones it needs."""
+@dataclass(frozen=True)
+class TextOptions:
+    """How inputs are fitted to the model, for every family. `max_length` None: the model's own limit."""
 
-    max_length: int
+    max_length: int | None = None
     truncation: Truncation = "error"
-    chat_template: str | None = None
-    bos: str = "template"
-    padding_side: Literal["left", "right"] | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    label: int | str | None = None
-    all_labels: bool = False
-    probabilities: bool = False
-    alpha: float | None = None
-    token_type_ids: bool | None = None
-    objectives: bool = False
-    gating: bool = False
-    objective_names: list[str] | None = None
-    reward_token_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.truncation not in TRUNCATIONS:
+            raise OptionsError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {self.truncation!r}")
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
+            raise OptionsError(f"max_length must be a positive number of tokens, got {self.max_length!r}")
+
+
+@dataclass(frozen=True)
+class FamilyOptions:
+    """Base of the per-family options. Each adapter declares its own subclass as `Options`."""
+
+
+@dataclass(frozen=True)
+class ForwardOptions(FamilyOptions):
+    """Options of families that call the model's forward: extra keyword arguments for every call."""
+
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,21 +77,37 @@ class Batch:
     items: list[Encoded]
 
 
+def forward_parameters(model: torch.nn.Module) -> Mapping[str, inspect.Parameter]:
+    return inspect.signature(model.forward).parameters
+
+
 class Adapter(ABC):
     """Base class of model-family adapters."""
 
     kind: ClassVar[str]
-    padding_side: Literal["left", "right"] = "right"
+    auto_classes: ClassVar[tuple[str, ...]]  # auto classes to load this family with, most specific first
+    Options: ClassVar[type[FamilyOptions]] = FamilyOptions
+    padding_side: PaddingSide = "right"
 
-    def __init__(self, model: torch.nn.Module, tokenizer, settings: AdapterSettings):
-        """Each family reads the settings it uses; the rest are ignored."""
+    def __init__(self, model: torch.nn.Module, tokenizer, text: TextOptions = TextOptions(),
+                 options: FamilyOptions | None = None):
+        from ..loading import default_max_length
+
         self.model = model
         self.tokenizer = tokenizer
-        self.max_length = settings.max_length
-        self.truncation = settings.truncation
-        self.model_kwargs = dict(settings.model_kwargs)
+        self.options = options if options is not None else self.Options()
+        if not isinstance(self.options, self.Options):
+            raise OptionsError(f"{type(self).__name__} takes {self.Options.__name__}, got {type(self.options).__name__}")
+        self.max_length = text.max_length or default_max_length(model.config, tokenizer)
+        self.truncation = text.truncation
+        self.model_kwargs = dict(getattr(self.options, "model_kwargs", {}))
         # "score" comes first; families with several outputs (objectives, labels) add their names.
         self.output_names: tuple[str, ...] = ("score",)
+
+    @classmethod
+    def detect(cls, evidence: Evidence) -> str | None:
+        """Why a checkpoint belongs to this family (a reason to show), or None. Never runs the model's code."""
+        return None
 
     @property
     def device(self) -> torch.device:
@@ -88,7 +119,8 @@ class Adapter(ABC):
 
     @abstractmethod
     def encode(self, conversation: Conversation) -> Encoded:
-        """Token ids for one conversation. Raises RowError when it cannot be encoded."""
+        """Token ids for one conversation. Raises RowError when it cannot be encoded. Must be thread-safe:
+        it may not change the tokenizer or any other shared state."""
 
     @abstractmethod
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -114,11 +146,7 @@ class Adapter(ABC):
         """Apply the truncation policy; `keep_prefix`/`keep_suffix` ids (BOS, a reward token) always survive."""
         if len(ids) <= self.max_length:
             return ids
-        if self.truncation == "error":
-            raise RowError(
-                f"{len(ids)} tokens exceed the maximum length {self.max_length} "
-                "(raise --max-length or choose --truncation left|right)"
-            )
+        self.refuse_over_length(len(ids))
         head, tail = ids[:keep_prefix], ids[len(ids) - keep_suffix :]
         body = ids[keep_prefix : len(ids) - keep_suffix]
         room = self.max_length - len(head) - len(tail)
@@ -126,3 +154,11 @@ class Adapter(ABC):
             raise RowError(f"--max-length {self.max_length} leaves no room for the conversation")
         body = body[:room] if self.truncation == "right" else body[len(body) - room :]
         return head + body + tail
+
+    def refuse_over_length(self, length: int) -> None:
+        """Raise the standard per-row error for an over-long input when truncation is off."""
+        if self.truncation == "error":
+            raise RowError(
+                f"{length} tokens exceed the maximum length {self.max_length} "
+                "(raise --max-length or choose --truncation left|right)"
+            )

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import RowError
 from ..loading import ModelLoadError
-from ..rows import Conversation, RowError
+from ..scorer import Conversation
 
 _PROBE: Conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
 

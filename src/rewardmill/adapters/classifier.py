@@ -1,18 +1,23 @@
 """Decoder LLM with a classification head (Skywork-Reward, Llama/Qwen/Gemma reward models).
 
-The head is applied to the hidden state of the last real token, found from the attention mask rather than
-from pad-token ids, so it is right for any padding side and for pad == eos. Multi-label heads: `label`
-picks the logit used as score; `all_labels` adds one output per label; `probabilities` turns logits into
-softmax probabilities (sigmoid for a single label).
+The base model runs on the padded batch, and the head is applied to the hidden state of each row's last real
+token, found from the attention mask (never from pad-token ids), so the score is read at the same token for
+any padding side, for pad == eos, with or without extra forward arguments, and for any head module. The
+model's config is never changed. Multi-label heads: `label` picks the logit used as score; `all_labels` adds
+one output per label; `probabilities` turns logits into softmax probabilities (sigmoid for a single label).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..loading import ModelLoadError
-from .base import AdapterSettings, Batch
-from .decoder import DecoderAdapter
+from .base import Batch, FamilyOptions, TextOptions, forward_parameters
+from .decoder import DecoderAdapter, DecoderOptions
+
+HEAD_NAMES = ("score", "classifier")
 
 
 def label_names(config) -> list[str]:
@@ -41,34 +46,63 @@ def select_label(config, label: int | str | None) -> int:
     return index
 
 
+@dataclass(frozen=True)
+class ClassifierOptions(DecoderOptions):
+    label: int | str | None = None  # which logit is the score, for multi-label heads
+    all_labels: bool = False  # one output per label
+    probabilities: bool = False  # softmax (sigmoid for one label) instead of logits
+
+
 class ClassifierAdapter(DecoderAdapter):
     kind = "classifier"
+    auto_classes = ("AutoModelForSequenceClassification",)
+    Options = ClassifierOptions
 
-    def __init__(self, model: torch.nn.Module, tokenizer, settings: AdapterSettings):
-        super().__init__(model, tokenizer, settings)
+    @classmethod
+    def detect(cls, evidence) -> str | None:
+        if not evidence.decoder:
+            return None
+        if evidence.code is None:
+            return f"{evidence.arch}: decoder model type '{evidence.model_type}' -> chat template, score at the last token"
+        if evidence.auto_class == "AutoModelForSequenceClassification":
+            return f"custom code {evidence.class_name}: a decoder sequence classifier -> score at the last token"
+        return None
+
+    def __init__(self, model: torch.nn.Module, tokenizer, text: TextOptions = TextOptions(),
+                 options: FamilyOptions | None = None):
+        super().__init__(model, tokenizer, text, options)
+        options = self.options
         self.labels = label_names(model.config)
-        self.label_index = select_label(model.config, settings.label)
-        self.probabilities = settings.probabilities
-        self.all_labels = settings.all_labels
+        self.label_index = select_label(model.config, options.label)
+        self.probabilities = options.probabilities
+        self.all_labels = options.all_labels
         if self.all_labels:
             prefix = "prob" if self.probabilities else "logit"
             self.output_names = ("score", *(f"{prefix}_{name}" for name in self.labels))
-        head = getattr(model, "score", None)
+        self.head = next((getattr(model, n) for n in HEAD_NAMES if isinstance(getattr(model, n, None), torch.nn.Module)), None)
         base = getattr(model, getattr(model, "base_model_prefix", ""), None)
-        pooled = isinstance(head, torch.nn.Linear) and isinstance(base, torch.nn.Module) and base is not model
-        self.head = head if pooled and not self.model_kwargs else None
-        self.base = base if self.head is not None else None
-        if self.head is None:
-            # Fall back on the model's own pooling, which finds the last token from pad ids.
-            model.config.pad_token_id = self.pad_token_id
+        if self.head is None or not isinstance(base, torch.nn.Module) or base is model:
+            raise ModelLoadError(
+                f"cannot find the classification head ({' or '.join(HEAD_NAMES)}) and the base model of "
+                f"{type(model).__name__}, so the score cannot be read at the last real token; "
+                "if its forward returns a value per token, try --kind value-head"
+            )
+        self.base = base
+        parameters = forward_parameters(base)
+        self.base_passes_positions = self.passes_positions = "position_ids" in parameters
+        self.base_takes_cache_flag = "use_cache" in parameters
 
     def logits(self, batch: Batch) -> torch.Tensor:
-        inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
-        if self.head is not None:
-            hidden = self.base(**inputs, use_cache=False).last_hidden_state
-            last = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.last_index]
-            return self.head(last)
-        return self.model(**inputs, use_cache=False, **self.model_kwargs).logits
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        if self.base_passes_positions:
+            inputs["position_ids"] = batch.position_ids
+        if self.base_takes_cache_flag:
+            inputs["use_cache"] = False
+        hidden = self.base(**inputs, **self.model_kwargs).last_hidden_state
+        index = batch.last_index.to(hidden.device)
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+        head_weight = next(self.head.parameters(), None)
+        return self.head(last if head_weight is None else last.to(head_weight.device))
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         logits = self.logits(batch).float()
@@ -83,15 +117,11 @@ class ClassifierAdapter(DecoderAdapter):
     def describe(self) -> dict[str, str]:
         what = "probability" if self.probabilities else "logit"
         label = f"{what} of label {self.labels[self.label_index]!r}" if len(self.labels) > 1 else what
-        calls = (
-            f"{type(self.base).__name__}.forward(input_ids, attention_mask, position_ids), then the head "
-            f"{type(self.model).__name__}.score on the last real token only"
-            if self.head is not None
-            else f"{type(self.model).__name__}.forward(input_ids, attention_mask, position_ids)"
-        )
+        positions = ", position_ids" if self.base_passes_positions else ""
         return {
             **super().describe(),
-            "calls": calls,
-            "score": f"{label} of the head at the last real token"
-            + ("" if self.head is not None else " (model's own pooling)"),
+            "calls": f"{type(self.base).__name__}.forward(input_ids, attention_mask{positions}), then the head "
+            f"{type(self.model).__name__}.{next(n for n in HEAD_NAMES if getattr(self.model, n, None) is self.head)} "
+            "on the last real token only",
+            "score": f"{label} of the head at the last real token (found from the attention mask)",
         }

@@ -3,18 +3,21 @@
 Multi-turn conversations are flattened into the prompt side: a lone user turn is used as it is; otherwise
 every turn before the final assistant answer becomes "Role: content", joined by blank lines, e.g.
 "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello!\n\nUser: And you?". The final assistant turn is the
-response side.
+response side. Over-long pairs are cut on token ids, never by changing the shared tokenizer's settings:
+`right` drops the end of the response, `left` the start of the prompt (as `truncation="only_second"` and
+`"only_first"` with a left truncation side would), so encoding is safe from several threads.
 """
 
 from __future__ import annotations
 
-import inspect
+from dataclasses import dataclass
 
 import torch
 
+from ..errors import OptionsError, RowError
 from ..loading import ModelLoadError
-from ..rows import Conversation, RowError
-from .base import Adapter, AdapterSettings, Batch, Encoded
+from ..scorer import Conversation
+from .base import Adapter, Batch, Encoded, FamilyOptions, ForwardOptions, TextOptions, forward_parameters
 from .classifier import select_label
 from .outputs import output_tensor
 
@@ -28,13 +31,55 @@ def flatten(conversation: Conversation) -> tuple[str, str]:
     return prompt, last["content"]
 
 
+def segments(tokenizer, encoding, prompt: str) -> list[int | None]:
+    """For each token of a pair encoding: 0 (prompt), 1 (response) or None (a special token)."""
+    if getattr(encoding, "encodings", None):
+        return list(encoding.sequence_ids())
+    # Tokenizers without a Rust backend: the first tokens that are not special belong to the prompt.
+    prompt_length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    found: list[int | None] = []
+    seen = 0
+    for special in encoding["special_tokens_mask"]:
+        if special:
+            found.append(None)
+        else:
+            found.append(0 if seen < prompt_length else 1)
+            seen += 1
+    return found
+
+
+@dataclass(frozen=True)
+class PairOptions(ForwardOptions):
+    label: int | str | None = None  # for classification heads with several labels
+    alpha: float | None = None  # reward multiplier: forward(alpha=...) when the model takes it, else x score
+    token_type_ids: bool | None = None  # None: when the tokenizer and the model both use them
+
+
 class PairAdapter(Adapter):
     kind = "pair"
+    auto_classes = ("AutoModelForSequenceClassification", "AutoModel")
+    Options = PairOptions
 
-    def __init__(self, model: torch.nn.Module, tokenizer, settings: AdapterSettings):
-        super().__init__(model, tokenizer, settings)
-        parameters = inspect.signature(model.forward).parameters
-        token_type_ids = settings.token_type_ids
+    @classmethod
+    def detect(cls, evidence) -> str | None:
+        if evidence.code is None:
+            if not evidence.decoder and any(a.endswith("ForSequenceClassification") for a in evidence.architectures):
+                return f"{evidence.arch}: encoder with a classification head -> tokenizer(prompt, response)"
+            return None
+        if evidence.encoder:
+            return (f"custom code {evidence.class_name} ({evidence.auto_class}) on a '{evidence.model_type}' encoder "
+                    "-> tokenizer(prompt, response)")
+        if evidence.encoder_regression:
+            return (f"custom code {evidence.class_name} ({evidence.auto_class}): {evidence.encoder_regression} "
+                    "-> tokenizer(prompt, response)")
+        return None
+
+    def __init__(self, model: torch.nn.Module, tokenizer, text: TextOptions = TextOptions(),
+                 options: FamilyOptions | None = None):
+        super().__init__(model, tokenizer, text, options)
+        options = self.options
+        parameters = forward_parameters(model)
+        token_type_ids = options.token_type_ids
         if token_type_ids is None:
             token_type_ids = (
                 "token_type_ids" in getattr(tokenizer, "model_input_names", ())
@@ -42,14 +87,14 @@ class PairAdapter(Adapter):
                 and "token_type_ids" in parameters
             )
         self.use_token_type_ids = bool(token_type_ids)
-        self.alpha = settings.alpha
+        self.alpha = options.alpha
         self.alpha_in_forward = self.alpha is not None and "alpha" in parameters
         if "alpha" in self.model_kwargs and self.alpha is not None:
-            raise ModelLoadError("give alpha once: either --alpha or --model-kwarg alpha=..., not both")
+            raise OptionsError("give alpha once: either --alpha or --model-kwarg alpha=..., not both")
         # Only a classification head has labels; custom regression models (seed 001) return one value.
         with_labels = type(model).__name__.endswith("ForSequenceClassification")
         single = not with_labels or getattr(model.config, "num_labels", 1) == 1
-        self.label_index = 0 if single else select_label(model.config, settings.label)
+        self.label_index = 0 if single else select_label(model.config, options.label)
         if tokenizer.pad_token_id is None:
             raise ModelLoadError("the tokenizer of this pair-input model has no pad token")
 
@@ -57,29 +102,31 @@ class PairAdapter(Adapter):
     def pad_token_id(self) -> int:
         return self.tokenizer.pad_token_id
 
-    def _tokenize(self, prompt: str, response: str, **truncation) -> dict:
-        return self.tokenizer(prompt, response, return_token_type_ids=self.use_token_type_ids, **truncation)
-
     def encode(self, conversation: Conversation) -> Encoded:
         prompt, response = flatten(conversation)
-        enc = self._tokenize(prompt, response)
-        if len(enc["input_ids"]) > self.max_length:
-            if self.truncation == "error":
-                self.fit(enc["input_ids"])  # raises the standard message
-            side = "only_second" if self.truncation == "right" else "only_first"
-            old_side = self.tokenizer.truncation_side
-            self.tokenizer.truncation_side = self.truncation
-            try:
-                enc = self._tokenize(prompt, response, truncation=side, max_length=self.max_length)
-            except Exception as error:
-                raise RowError(f"cannot truncate to {self.max_length} tokens by cutting the "
-                               f"{'response' if side == 'only_second' else 'prompt'}: {error}") from None
-            finally:
-                self.tokenizer.truncation_side = old_side
-            if len(enc["input_ids"]) > self.max_length:
-                raise RowError(f"cannot fit this pair into {self.max_length} tokens with --truncation {self.truncation}")
-        types = enc.get("token_type_ids") if self.use_token_type_ids else None
-        return Encoded(list(enc["input_ids"]), None if types is None else list(types))
+        enc = self.tokenizer(prompt, response, return_token_type_ids=self.use_token_type_ids,
+                             return_special_tokens_mask=True)
+        ids = list(enc["input_ids"])
+        types = list(enc["token_type_ids"]) if self.use_token_type_ids and "token_type_ids" in enc else None
+        excess = len(ids) - self.max_length
+        if excess > 0:
+            self.refuse_over_length(len(ids))
+            keep = self._truncated_positions(segments(self.tokenizer, enc, prompt), excess)
+            ids = [ids[i] for i in keep]
+            types = None if types is None else [types[i] for i in keep]
+        return Encoded(ids, types)
+
+    def _truncated_positions(self, owners: list[int | None], excess: int) -> list[int]:
+        """Positions kept after cutting `excess` tokens from the end of the response (right) or the start of
+        the prompt (left)."""
+        side = 1 if self.truncation == "right" else 0
+        cut = [i for i, owner in enumerate(owners) if owner == side]
+        if len(cut) <= excess:
+            part = "response" if side == 1 else "prompt"
+            raise RowError(f"cannot fit this pair into {self.max_length} tokens with --truncation {self.truncation}: "
+                           f"the {part} has {len(cut)} tokens and {excess} would have to go")
+        dropped = set(cut[len(cut) - excess:] if side == 1 else cut[:excess])
+        return [i for i in range(len(owners)) if i not in dropped]
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}

@@ -7,12 +7,17 @@ real token, which is the reward token.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import torch
 
 from ..loading import ModelLoadError
-from .base import AdapterSettings, Batch
-from .decoder import DecoderAdapter
+from .base import Batch, FamilyOptions, TextOptions
+from .decoder import DecoderAdapter, DecoderOptions
 from .outputs import output_tensor, per_row
+
+_SIGNAL = re.compile(r"def get_scores?\b|reward_token_id")
 
 
 def reward_token_id(model, given: int | None) -> int:
@@ -25,21 +30,37 @@ def reward_token_id(model, given: int | None) -> int:
     )
 
 
+@dataclass(frozen=True)
+class RewardTokenOptions(DecoderOptions):
+    reward_token_id: int | None = None  # None: from the model, its config or the quirks table
+
+
 class RewardTokenAdapter(DecoderAdapter):
     kind = "reward-token"
+    auto_classes = ("AutoModel", "AutoModelForSequenceClassification", "AutoModelForCausalLM")
+    Options = RewardTokenOptions
 
-    def __init__(self, model: torch.nn.Module, tokenizer, settings: AdapterSettings):
-        super().__init__(model, tokenizer, settings, suffix_ids=[reward_token_id(model, settings.reward_token_id)])
+    @classmethod
+    def detect(cls, evidence) -> str | None:
+        if evidence.code and _SIGNAL.search(evidence.code):
+            return f"custom code {evidence.class_name} ({evidence.auto_class}) defines get_score / a reward token"
+        return None
+
+    def __init__(self, model: torch.nn.Module, tokenizer, text: TextOptions = TextOptions(),
+                 options: FamilyOptions | None = None):
+        options = options if options is not None else self.Options()
+        token = reward_token_id(model, getattr(options, "reward_token_id", None))
+        super().__init__(model, tokenizer, text, options, suffix_ids=[token])
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        output = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **self.model_kwargs)
-        return {"score": per_row(output_tensor(output), batch)}
+        return {"score": per_row(output_tensor(self.call_model(batch)), batch)}
 
     def describe(self) -> dict[str, str]:
         methods = [m for m in ("get_score", "get_scores") if hasattr(self.model, m)]
         return {
             **super().describe(),
-            "calls": f"{type(self.model).__name__}.forward(input_ids, attention_mask) in batches"
+            "calls": f"{type(self.model).__name__}.forward(input_ids, attention_mask"
+            + (", position_ids" if self.passes_positions else "") + ") in batches"
             + (f" (as its {'/'.join(methods)} does for one row)" if methods else ""),
             "score": f"model output at the reward token {self.chat.suffix_ids[0]}",
         }

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import torch
 
-from ..rows import Conversation
+from ..scorer import Conversation
 from .base import Adapter, Batch, Encoded
 from .pair import flatten
 
 
 class SimilarityAdapter(Adapter):
     kind = "similarity"
+    auto_classes = ("AutoModel",)
+
+    @classmethod
+    def detect(cls, evidence) -> str | None:
+        architectures = evidence.architectures
+        if evidence.code is None and not evidence.decoder and architectures and all(a.endswith("Model") for a in architectures):
+            return f"{evidence.arch}: encoder without a reward head -> prompt/response embedding cosine (relevance only)"
+        return None
 
     @property
     def pad_token_id(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from .base import Batch
@@ -9,13 +11,21 @@ from .decoder import DecoderAdapter
 from .outputs import output_tensor, per_row
 
 VALUE_FIELDS = ("values", "value", "rewards", "logits", "scores", "score")
+_SIGNAL = re.compile(r"v_head|value_head", re.I)
 
 
 class ValueHeadAdapter(DecoderAdapter):
     kind = "value-head"
+    auto_classes = ("AutoModel", "AutoModelForSequenceClassification", "AutoModelForCausalLM")
+
+    @classmethod
+    def detect(cls, evidence) -> str | None:
+        if evidence.code and _SIGNAL.search(evidence.code):
+            return f"custom code {evidence.class_name} ({evidence.auto_class}) has a value head read per token"
+        return None
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        output = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **self.model_kwargs)
+        output = self.call_model(batch)
         if isinstance(output, tuple) and not hasattr(output, "keys"):
             # TRL-style (lm_logits, loss, value): the value is the last tensor shaped [batch, length].
             shaped = [t for t in output if isinstance(t, torch.Tensor) and t.shape[:2] == batch.input_ids.shape]
@@ -27,6 +37,7 @@ class ValueHeadAdapter(DecoderAdapter):
     def describe(self) -> dict[str, str]:
         return {
             **super().describe(),
-            "calls": f"{type(self.model).__name__}.forward(input_ids, attention_mask)",
+            "calls": f"{type(self.model).__name__}.forward(input_ids, attention_mask"
+            + (", position_ids" if self.passes_positions else "") + ")",
             "score": f"per-token value read at the last real token ({self.padding_side} padding)",
         }

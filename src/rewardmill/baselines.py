@@ -1,0 +1,43 @@
+"""Scorers without a model, so users can tell whether a model beats a heuristic. Each implements `Scorer`.
+
+  length   score = the number of characters of the response (longer wins; a length-bias yardstick)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .scorer import Item, ItemResult, Progress
+
+
+class LengthScorer:
+    """Score = number of characters (Unicode code points) of the response."""
+
+    name = "length"
+    output_names: tuple[str, ...] = ("score",)
+    item_output_names: tuple[str, ...] = ()
+
+    def score_items(self, items: Sequence[Item], on_progress: Progress | None = None) -> list[ItemResult]:
+        results = [
+            ItemResult([{"score": float(len(response))} for response in item.responses], [None] * len(item.responses))
+            for item in items
+        ]
+        if on_progress is not None:
+            on_progress(float(len(items)))
+        return results
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "model": "length (baseline, no model)",
+            "score": "number of characters of the response (Unicode code points); the prompt is not read",
+            "use": "a yardstick: a reward model that does not beat it may just prefer longer answers",
+        }
+
+
+BASELINES = {"length": LengthScorer}
+
+
+def baseline(name: str) -> LengthScorer | None:
+    """The baseline scorer called `name`, or None when `name` is not a baseline."""
+    factory = BASELINES.get(name)
+    return factory() if factory else None

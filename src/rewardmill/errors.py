@@ -1,0 +1,20 @@
+"""rewardmill's own exceptions. Front ends (the CLI, later the server) report these as one clear line and let
+anything else propagate, so a library bug is never disguised as a user error."""
+
+from __future__ import annotations
+
+
+class RewardmillError(Exception):
+    """Base of every error rewardmill raises on purpose, with a message meant for the user."""
+
+
+class OptionsError(RewardmillError, ValueError):
+    """An option has a value rewardmill cannot use, or does not apply to the chosen scorer."""
+
+
+class RowError(RewardmillError, ValueError):
+    """A row (or one item of it) cannot be scored; `reason` says why, without the row number."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
