@@ -269,3 +269,186 @@ BUILDERS = {
     "armo": build_armo, "internlm": build_internlm, "kluge": build_kluge, "value": build_value,
     "mystery": build_mystery, "multilabel": build_multilabel,
 }
+
+
+# ------------------------------------------------------------------ absolute positions (GPT-2 based)
+# GPT-2 learns absolute position embeddings, so a left-padded row scores differently unless its position ids
+# count real tokens only: these models show whether rewardmill passes them on.
+
+GPT2_VALUE = '''
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import GPT2Model, GPT2PreTrainedModel
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class ValueOutput(ModelOutput):
+    values: Optional[torch.FloatTensor] = None
+
+
+class GPT2ValueModel(GPT2PreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.value_head = nn.Linear(config.n_embd, 1)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None):
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                  position_ids=position_ids).last_hidden_state
+        return ValueOutput(values=self.value_head(hidden).squeeze(-1))
+'''
+
+GPT2_REWARD_TOKEN = '''
+import torch
+from torch import nn
+from transformers import GPT2Model, GPT2PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutputWithPast
+
+
+class GPT2ForRewardModel(GPT2PreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.v_head = nn.Linear(config.n_embd, 1, bias=False)
+        self.reward_token_id = config.reward_token_id
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None):
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                  position_ids=position_ids).last_hidden_state
+        values = self.v_head(hidden).squeeze(-1)
+        ends = attention_mask.cumsum(dim=1).argmax(dim=1).view(-1, 1)
+        return SequenceClassifierOutputWithPast(logits=torch.gather(values, 1, ends))
+
+    @torch.no_grad()
+    def get_score(self, tokenizer, chat):
+        text = tokenizer.apply_chat_template(chat, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = torch.cat([ids, torch.tensor([[self.reward_token_id]])], dim=1)
+        return self.forward(input_ids=ids, attention_mask=torch.ones_like(ids))[0].item()
+'''
+
+GPT2_ARMO = '''
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import GPT2Model, GPT2PreTrainedModel
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class ArmoOutput(ModelOutput):
+    rewards: Optional[torch.FloatTensor] = None
+    gating_output: Optional[torch.FloatTensor] = None
+    score: Optional[torch.FloatTensor] = None
+
+
+class GPT2RewardModelWithGating(GPT2PreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.regression_layer = nn.Linear(config.n_embd, config.num_objectives, bias=False)
+        self.gating = nn.Linear(config.n_embd, config.num_objectives)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None):
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                  position_ids=position_ids).last_hidden_state
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        ends = attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)  # last real token, either side
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), ends]
+        rewards = self.regression_layer(last)
+        gating = torch.softmax(self.gating(last), dim=-1)
+        return ArmoOutput(rewards=rewards, gating_output=gating, score=(rewards * gating).sum(-1, keepdim=True))
+'''
+
+GPT2_MODELS = {
+    "value-head": (GPT2_VALUE, "modeling_gpt2_value", "GPT2ValueModel", {}),
+    "reward-token": (GPT2_REWARD_TOKEN, "modeling_gpt2_rm", "GPT2ForRewardModel", {}),
+    "multi-objective": (GPT2_ARMO, "modeling_gpt2_armo", "GPT2RewardModelWithGating", {"num_objectives": 3}),
+}
+
+
+def build_gpt2_custom(kind: str, directory: Path) -> Path:
+    """A GPT-2 (absolute positions) custom-code model of `kind`, with a ChatML byte-level tokenizer."""
+    source, module, class_name, extra = GPT2_MODELS[kind]
+    tok = toy_models.qwen2_tokenizer()
+    if kind == "reward-token":
+        tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", REWARD_TOKEN]})
+        extra = {"reward_token_id": tok.convert_tokens_to_ids(REWARD_TOKEN)}
+    namespace: dict = {}
+    exec(compile(source, f"<{module}>", "exec"), namespace)
+    config = toy_models.gpt2_config(tok)
+    for key, value in extra.items():
+        setattr(config, key, value)
+    torch.manual_seed(8)
+    model = namespace[class_name](config)
+    with torch.no_grad():
+        model.transformer.wpe.weight.normal_(0, 1.0)  # strong position signal: a shifted position shows
+    _save(model, tok, directory)
+    _write(directory, module, source, {**extra, "architectures": [class_name],
+                                       "auto_map": {"AutoModel": f"{module}.{class_name}"}})
+    return directory
+
+
+# -------------------------------------------------- seed 001's model under another name (a fork)
+
+SEED001_CONFIG = '''
+from transformers import BertConfig
+
+
+class RewardModelConfig(BertConfig):
+    model_type = "rewardmodel-pt"
+'''
+
+SEED001_MODEL = '''
+from torch import nn
+from transformers import BertModel, PreTrainedModel
+
+from .configuration_rewardmodel import RewardModelConfig
+
+
+class RewardModel(PreTrainedModel):
+    config_class = RewardModelConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(0.1)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, alpha=1.0):
+        pooled = self.bert(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return self.classifier(self.dropout(pooled)) * alpha
+'''
+
+
+def build_seed001_fork(directory: Path) -> Path:
+    """Seed 001's shape (custom config subclassing BertConfig, BertModel inside, forward(alpha) returning the
+    reward tensor) under a name no quirk matches."""
+    tok = toy_models.bert_tokenizer(directory)
+    namespace: dict = {}
+    exec(compile(SEED001_CONFIG, "<configuration_rewardmodel>", "exec"), namespace)
+    exec(compile(SEED001_MODEL.replace("from .configuration_rewardmodel import RewardModelConfig", ""),
+                 "<modeling_rewardmodel>", "exec"), namespace)
+    config = namespace["RewardModelConfig"](vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=256)
+    torch.manual_seed(9)
+    model = namespace["RewardModel"](config)
+    _save(model, tok, directory)
+    (directory / "configuration_rewardmodel.py").write_text(SEED001_CONFIG)
+    _write(directory, "modeling_rewardmodel", SEED001_MODEL, {
+        "architectures": ["RewardModel"],
+        "auto_map": {"AutoConfig": "configuration_rewardmodel.RewardModelConfig",
+                     "AutoModel": "modeling_rewardmodel.RewardModel"},
+    })
+    return directory

@@ -152,3 +152,28 @@ def build_bert_rm(directory: Path, seed: int = 0) -> Path:
     model.save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
+
+
+def gpt2_config(tok, **extra):
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4, n_positions=4096, n_inner=128,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False, **extra,
+    )
+
+
+def build_gpt2_rm(directory: Path, seed: int = 0) -> Path:
+    """A random GPT2ForSequenceClassification (absolute learned positions) with a ChatML byte-level tokenizer."""
+    from transformers import GPT2ForSequenceClassification
+
+    tok = qwen2_tokenizer()
+    torch.manual_seed(seed)
+    model = GPT2ForSequenceClassification(gpt2_config(tok, num_labels=1, architectures=["GPT2ForSequenceClassification"]))
+    with torch.no_grad():
+        model.score.weight.normal_(0, 1.0)
+        model.transformer.wpe.weight.normal_(0, 1.0)
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory

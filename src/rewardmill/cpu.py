@@ -133,6 +133,11 @@ def probe_seconds(run: Callable[[], object], repeats: int = 2) -> float:
     return best
 
 
+def _set_threads(count: int) -> None:
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+
+
 def _preference(candidate: tuple[str, int], current_threads: int) -> tuple[bool, bool, int]:
     kernel, threads = candidate
     return (threads != current_threads, kernel != "torch", threads)
@@ -162,9 +167,9 @@ def choose(model: torch.nn.Module, options: CpuOptions = CpuOptions()) -> CpuCho
         with torch.inference_mode():
             for _ in range(ROUNDS):
                 for kernel, threads in candidates:
-                    torch.set_num_threads(threads)
+                    _set_threads(threads)
                     timings[(kernel, threads)].append(probe_seconds(runs[kernel]))
-        torch.set_num_threads(before)
+        _set_threads(before)
     median = {c: statistics.median(t) for c, t in timings.items() if t}
     if median:
         fastest = min(median.values())
@@ -174,7 +179,7 @@ def choose(model: torch.nn.Module, options: CpuOptions = CpuOptions()) -> CpuCho
         kernel, threads = candidates[0]
     changes = []
     if threads != before:
-        torch.set_num_threads(threads)
+        _set_threads(threads)
         changes.append(f"torch threads set {before} -> {threads}")
     packed = False
     if kernel == "onednn":
