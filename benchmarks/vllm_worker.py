@@ -15,6 +15,19 @@ import sys
 import time
 
 
+def memory_share(meminfo: str = "/proc/meminfo", headroom: float = 0.8) -> float:
+    """The `gpu_memory_utilization` to ask for: on CPU vLLM reads it as the share of total RAM it may use and
+    refuses to start when less than that is free (its default 0.92 fails on any machine with other work on it).
+    Ask for `headroom` of what is free now, at most its default."""
+    fields = {}
+    with open(meminfo) as handle:
+        for line in handle:
+            name, _, rest = line.partition(":")
+            fields[name] = int(rest.split()[0])
+    share = headroom * fields["MemAvailable"] / fields["MemTotal"]
+    return round(min(0.92, max(0.05, share)), 3)
+
+
 def main() -> None:
     started = time.perf_counter()
     job = json.loads(sys.stdin.readline())
@@ -28,6 +41,7 @@ def main() -> None:
         dtype="float32",
         enable_prefix_caching=False,
         max_model_len=job.get("max_model_len", 2048),
+        gpu_memory_utilization=job.get("gpu_memory_utilization") or memory_share(),
         seed=0,
     )
     prompts = [{"prompt_token_ids": ids} for ids in job["prompts"]]

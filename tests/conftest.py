@@ -3,6 +3,7 @@ import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # tests run on one thread; `--threads auto` then never changes it
 os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="rewardmill-hf-modules-")  # remote code copies land here
 
 import pytest  # noqa: E402

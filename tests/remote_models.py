@@ -160,6 +160,21 @@ def _write(directory: Path, module: str, source: str, config_updates: dict) -> N
     (directory / "config.json").write_text(json.dumps(config, indent=2))
 
 
+def _namespace(source: str, module: str) -> dict:
+    """Import `source` as a real module file (transformers reads a model class's source file at init)."""
+    import importlib.util
+    import sys
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="rewardmill-src-")) / f"inprocess_{abs(hash(source)):x}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = loaded
+    spec.loader.exec_module(loaded)
+    return vars(loaded)
+
+
 def _save(model, tok, directory: Path) -> Path:
     model.save_pretrained(directory)
     tok.save_pretrained(directory)
@@ -167,9 +182,8 @@ def _save(model, tok, directory: Path) -> Path:
 
 
 def _decoder_base(family: str, directory: Path, cls_source: str, module: str, class_name: str, seed: int, **extra):
-    """Instantiate the custom class in-process (exec of our own source), save it, then add auto_map."""
-    namespace: dict = {}
-    exec(compile(cls_source, f"<{module}>", "exec"), namespace)
+    """Instantiate the custom class in-process (an import of our own source), save it, then add auto_map."""
+    namespace = _namespace(cls_source, module)
     tok = toy_models.TOKENIZERS[family]()
     config = toy_models._decoder_config(family, tok)
     for key, value in extra.items():
@@ -200,8 +214,7 @@ def build_internlm(directory: Path) -> Path:
     tok = toy_models.llama_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": [REWARD_TOKEN]})
     reward_id = tok.convert_tokens_to_ids(REWARD_TOKEN)
-    namespace: dict = {}
-    exec(compile(INTERNLM, "<modeling_internlm_rm>", "exec"), namespace)
+    namespace = _namespace(INTERNLM, "modeling_internlm_rm")
     config = toy_models._decoder_config("llama", tok)
     config.reward_token_id = reward_id
     torch.manual_seed(2)
@@ -220,8 +233,7 @@ def build_kluge(directory: Path) -> Path:
     from transformers import BertConfig
 
     tok = toy_models.bert_tokenizer(directory)
-    namespace: dict = {}
-    exec(compile(KLUGE, "<modeling_kluge>", "exec"), namespace)
+    namespace = _namespace(KLUGE, "modeling_kluge")
     config = BertConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                         num_attention_heads=4, max_position_embeddings=256)
     torch.manual_seed(3)
@@ -384,8 +396,7 @@ def build_gpt2_custom(kind: str, directory: Path) -> Path:
     if kind == "reward-token":
         tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", REWARD_TOKEN]})
         extra = {"reward_token_id": tok.convert_tokens_to_ids(REWARD_TOKEN)}
-    namespace: dict = {}
-    exec(compile(source, f"<{module}>", "exec"), namespace)
+    namespace = _namespace(source, module)
     config = toy_models.gpt2_config(tok)
     for key, value in extra.items():
         setattr(config, key, value)
@@ -436,10 +447,9 @@ def build_seed001_fork(directory: Path) -> Path:
     """Seed 001's shape (custom config subclassing BertConfig, BertModel inside, forward(alpha) returning the
     reward tensor) under a name no quirk matches."""
     tok = toy_models.bert_tokenizer(directory)
-    namespace: dict = {}
-    exec(compile(SEED001_CONFIG, "<configuration_rewardmodel>", "exec"), namespace)
-    exec(compile(SEED001_MODEL.replace("from .configuration_rewardmodel import RewardModelConfig", ""),
-                 "<modeling_rewardmodel>", "exec"), namespace)
+    namespace = _namespace(
+        SEED001_CONFIG + SEED001_MODEL.replace("from .configuration_rewardmodel import RewardModelConfig", ""),
+        "modeling_rewardmodel")
     config = namespace["RewardModelConfig"](vocab_size=len(tok), hidden_size=64, intermediate_size=128,
                                             num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=256)
     torch.manual_seed(9)
@@ -452,3 +462,21 @@ def build_seed001_fork(directory: Path) -> Path:
                      "AutoModel": "modeling_rewardmodel.RewardModel"},
     })
     return directory
+
+
+def own_scores(directory: Path, convs: list, read: str) -> list[float]:
+    """Independent single-row reference with the model's own code: `get_score` for reward-token models, else one
+    unpadded forward read as `values[0, -1]` (value heads) or `score[0, 0]` (multi-objective)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(directory)
+    model = AutoModel.from_pretrained(directory, trust_remote_code=True).eval()
+    with torch.no_grad():
+        if read == "get_score":
+            return [model.get_score(tok, conv) for conv in convs]
+        scores = []
+        for conv in convs:
+            ids = tok.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"]
+            output = model(input_ids=torch.tensor([ids]))
+            scores.append(output.values[0, -1].item() if read == "values" else output.score[0, 0].item())
+        return scores

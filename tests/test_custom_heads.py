@@ -259,13 +259,7 @@ def test_builtin_quirks_cover_known_models():
 @pytest.mark.parametrize("name", ["internlm", "value"])
 def test_cli_scores_match_the_models_own_single_row_code(dirs, tmp_path, name):
     directory = dirs[name]
-    tok = AutoTokenizer.from_pretrained(directory)
-    model = AutoModel.from_pretrained(directory, trust_remote_code=True).eval()
-    with torch.no_grad():
-        if name == "internlm":
-            ref = [model.get_score(tok, conv) for conv in CONVS]
-        else:
-            ref = [model(input_ids=torch.tensor([chat_ids(tok, c)])).values[0, -1].item() for c in CONVS]
+    ref = remote_models.own_scores(directory, CONVS, "get_score" if name == "internlm" else "values")
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"id": i, "conversation": c}) + "\n" for i, c in enumerate(CONVS)))
     out = tmp_path / "out.parquet"

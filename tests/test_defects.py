@@ -5,14 +5,13 @@ References are computed here, one row at a time, with plain transformers or the 
 
 import json
 import os
-import random
 import shutil
 import threading
 
 import pytest
 import torch
 from sample_data import conversations
-from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
 import remote_models
@@ -200,15 +199,8 @@ def test_builtin_classifier_with_absolute_positions_and_left_padding(tmp_path):
 @pytest.mark.parametrize("kind", ["value-head", "reward-token", "multi-objective"])
 def test_custom_heads_with_absolute_positions_and_left_padding(tmp_path, kind):
     directory = remote_models.build_gpt2_custom(kind, tmp_path / kind)
-    tok = AutoTokenizer.from_pretrained(directory)
-    model = AutoModel.from_pretrained(directory, trust_remote_code=True).eval()
-    with torch.no_grad():
-        if kind == "reward-token":
-            want = [model.get_score(tok, conv) for conv in CONVS]
-        else:
-            outputs = [model(input_ids=torch.tensor([tok.apply_chat_template(c, tokenize=True, return_dict=True)
-                                                     ["input_ids"]])) for c in CONVS]
-            want = [o.values[0, -1].item() if kind == "value-head" else o.score[0, 0].item() for o in outputs]
+    read = {"value-head": "values", "reward-token": "get_score", "multi-objective": "score"}[kind]
+    want = remote_models.own_scores(directory, CONVS, read)
     for side in ("left", "right"):
         rm = RewardModel.from_pretrained(str(directory), trust_remote_code=True, padding_side=side, batch_size=5)
         assert rm.adapter.kind == kind and rm.adapter.padding_side == side

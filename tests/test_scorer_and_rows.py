@@ -328,7 +328,9 @@ def test_length_baseline_through_the_cli_on_every_shape(tmp_path):
     listed.write_text(json.dumps({"messages": [{"role": "user", "content": Q}], "generations": ["ab", "abcd"]}) + "\n")
     result = runner.invoke(app, ["score", str(listed), "-m", "length", "-o", str(tmp_path / "l.jsonl")])
     assert result.exit_code == 0 and json.loads((tmp_path / "l.jsonl").read_text())["ratings"] == [2.0, 4.0]
-    refused = runner.invoke(app, ["score", str(source), "-m", "length", "--alpha", "2", "-o", str(tmp_path / "x.jsonl")])
-    assert refused.exit_code == 2 and "--alpha" in refused.output and "baseline runs no model" in refused.output
+    refused = runner.invoke(app, ["score", str(source), "-m", "length", "--alpha", "2", "--batch-size", "4",
+                                  "-o", str(tmp_path / "x.jsonl")])
+    assert refused.exit_code == 2 and "baseline runs no model" in refused.output
+    assert "--alpha" in refused.output and "--batch-size" in refused.output
     shown = runner.invoke(app, ["inspect", "length"])
     assert shown.exit_code == 0 and "number of characters of the response" in shown.output

@@ -7,6 +7,7 @@ message; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -133,9 +134,10 @@ class ModelArgs:
 
         defaults = ModelArgs(self.model, cpu=self.cpu)
         used = [flag(name) for name in given_family_options(self.family)]
-        for group in ("kind", "quirks", "load", "text", "engine"):
-            if getattr(self, group) != getattr(defaults, group):
-                used.append(f"--{group} options")
+        used += [flag(name) for name in ("kind", "quirks") if getattr(self, name) != getattr(defaults, name)]
+        for group in ("load", "text", "engine"):
+            mine, default = getattr(self, group), getattr(defaults, group)
+            used += [flag(f.name) for f in dataclasses.fields(mine) if getattr(mine, f.name) != getattr(default, f.name)]
         if used:
             raise OptionsError(f"the {self.model} baseline runs no model, so these options do not apply to it: "
                                f"{', '.join(used)}")
