@@ -15,10 +15,11 @@ import sys
 import time
 
 
-def memory_share(meminfo: str = "/proc/meminfo", headroom: float = 0.8) -> float:
+def memory_share(meminfo: str = "/proc/meminfo", headroom: float = 0.5) -> float:
     """The `gpu_memory_utilization` to ask for: on CPU vLLM reads it as the share of total RAM it may use and
     refuses to start when less than that is free (its default 0.92 fails on any machine with other work on it).
-    Ask for `headroom` of what is free now, at most its default."""
+    Ask for `headroom` of what is free now (vLLM's own processes take a share before it checks), at most its
+    default."""
     fields = {}
     with open(meminfo) as handle:
         for line in handle:
