@@ -265,7 +265,7 @@ def test_cli_reports_its_own_errors_but_not_library_bugs(tmp_path, llama_dir, mo
 
     import rewardmill.pipeline
 
-    monkeypatch.setattr(rewardmill.pipeline, "score_file", broken)
+    monkeypatch.setattr(rewardmill.pipeline, "run_job", broken)
     result = runner.invoke(app, ["score", str(source), "-m", str(llama_dir), "-o", str(tmp_path / "o.jsonl")])
     assert result.exit_code != 2 and isinstance(result.exception, ValueError)  # a traceback, not "error: ..."
 

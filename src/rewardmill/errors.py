@@ -18,3 +18,7 @@ class RowError(RewardmillError, ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class InputError(RewardmillError, ValueError):
+    """An input or output file cannot be used: missing, unreadable, of an unknown or mismatched format."""

@@ -6,7 +6,7 @@ repr and error messages are scrubbed of it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 import torch
@@ -21,19 +21,51 @@ class ModelLoadError(RewardmillError, RuntimeError):
     """The model, its config or its tokenizer could not be loaded or used as asked."""
 
 
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16", "float": "float32"}
+
+
 @dataclass(frozen=True)
 class LoadOptions:
+    """How the model is loaded. `dtype` also takes a `torch.dtype` and the short names fp32, bf16, fp16;
+    `device_map` a string (e.g. "auto") or a dict as transformers takes it. `local_files_only` loads from the
+    local cache without asking the hub (set automatically when the hub cannot be reached)."""
+
     revision: str | None = None
     dtype: DType = "default"
     device: str | None = None
-    device_map: str | None = None
+    device_map: str | dict | None = None
     trust_remote_code: bool = False
     token: str | None = field(default=None, repr=False)
     attn_implementation: str | None = None
+    local_files_only: bool = False
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise OptionsError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        dtype = self.dtype
+        if isinstance(dtype, torch.dtype):
+            dtype = str(dtype).replace("torch.", "")
+        dtype = DTYPE_ALIASES.get(dtype, dtype)
+        if dtype not in DTYPES:
+            raise OptionsError(f"dtype must be one of {', '.join(DTYPES)} (or a torch.dtype), got {self.dtype!r}")
+        object.__setattr__(self, "dtype", dtype)
+
+    def check_device(self) -> None:
+        """Refuse, in one clear line, a device this machine's torch cannot use (before anything loads)."""
+        for flag, value in (("--device", self.device), ("--device-map", self.device_map)):
+            if not isinstance(value, str) or value in ("auto", "balanced", "balanced_low_0", "sequential"):
+                continue
+            try:
+                device = torch.device(value)
+            except (RuntimeError, ValueError):
+                raise OptionsError(f"{flag} {value!r} is not a device torch knows (try cpu, cuda, cuda:1, mps)") from None
+            if device.type == "cuda":
+                if not torch.backends.cuda.is_built():
+                    raise OptionsError(f"{flag} {value}: this torch ({torch.__version__}) is a CPU-only build; install "
+                                       "a CUDA build of torch for your GPU, or use --device cpu")
+                if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
+                    raise OptionsError(f"{flag} {value}: no such CUDA GPU is visible ({torch.cuda.device_count()} "
+                                       "found); check CUDA_VISIBLE_DEVICES and the driver, or use --device cpu")
+            if device.type == "mps" and not torch.backends.mps.is_available():
+                raise OptionsError(f"{flag} {value}: Apple's MPS is not available here; use --device cpu")
 
     def resolved_device(self) -> str:
         if self.device:
@@ -55,7 +87,36 @@ class LoadOptions:
             kwargs["revision"] = self.revision
         if self.token:
             kwargs["token"] = self.token
+        if self.local_files_only:
+            kwargs["local_files_only"] = True
         return kwargs
+
+
+def hub_access(name: str, options: LoadOptions) -> LoadOptions:
+    """`options` for loading `name`: unchanged for a local directory or in offline mode; with `local_files_only`
+    when the hub cannot be reached but the model is cached; else a ModelLoadError at once (not after retries)."""
+    from pathlib import Path
+
+    from . import hub
+
+    if Path(name).is_dir() or options.local_files_only or hub.offline_mode() or hub.hub_reachable():
+        return options
+    if hub.cached(name, options.revision):
+        return replace(options, local_files_only=True)
+    raise ModelLoadError(
+        f"{name} is not a local directory, the Hugging Face hub ({hub.endpoint()}) cannot be reached, and the model "
+        f"is not in the local cache ({hub.cache_dir()}); pass a local directory with -m, or fetch the model where "
+        "the hub can be reached (HF_HUB_OFFLINE=1 skips this check and uses the cache only)"
+    )
+
+
+def model_positions(config) -> int | None:
+    """How many positions the model has (`max_position_embeddings`), or None when the config does not say."""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for value in (getattr(text_config, "max_position_embeddings", None), getattr(config, "max_position_embeddings", None)):
+        if isinstance(value, int) and 0 < value < 10**7:
+            return value
+    return None
 
 
 def _scrub(message: str, options: LoadOptions) -> str:

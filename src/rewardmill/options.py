@@ -58,6 +58,10 @@ def split_flat(options: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     family: dict[str, Any] = {}
     known_family = family_option_kinds()
+    if "torch_dtype" in options:  # the name transformers used before `dtype` (seed 000's attribute)
+        if options.get("dtype") is not None:
+            raise OptionsError("give dtype once: torch_dtype is another name for dtype")
+        options = {**{k: v for k, v in options.items() if k != "torch_dtype"}, "dtype": options["torch_dtype"]}
     for name, value in options.items():
         if name in _GROUPS:
             group, field = _GROUPS[name]

@@ -1,26 +1,26 @@
-"""Read rows from JSONL, JSON, CSV, Parquet or a saved `datasets` directory; write JSONL, Parquet or CSV.
+"""Read rows from JSONL (also gzipped), JSON, CSV, Parquet, a saved `datasets` directory or a hub dataset id.
 
-Readers stream plain dict rows (JSON arrays are the exception: they are parsed whole). Writers take rows
-in chunks and pick the format from the output file's extension.
+Readers stream plain dict rows (JSON arrays are the exception: they are parsed whole). The format comes from the
+name and is checked against the file's first bytes, so a Parquet or gzip file under another name is named as
+what it is. An empty file has no rows.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import RewardmillError
+from .errors import InputError
 from .rows import UnreadableRow
 
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-class InputError(RewardmillError, ValueError):
-    """The input file cannot be read as a table of rows."""
+_MAGIC = {b"PAR1": "Parquet", b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "zip"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -32,20 +32,40 @@ class RowSource:
 def input_format(path: Path) -> str:
     if path.is_dir():
         return "dataset"
-    suffix = path.suffix.lower()
-    if suffix == ".gz" and path.name.lower().endswith((".jsonl.gz", ".ndjson.gz")):
-        return "jsonl"
+    name = path.name.lower()
+    gzipped = name.endswith((".jsonl.gz", ".ndjson.gz"))
+    suffix = ".jsonl" if gzipped else path.suffix.lower()
     if suffix not in _SUFFIXES:
-        raise InputError(f"{path}: unknown input format; expected one of .jsonl .json .csv .parquet or a datasets directory")
-    return _SUFFIXES[suffix]
+        raise InputError(f"{path}: unknown input format; expected one of .jsonl .jsonl.gz .json .csv .parquet, "
+                         "a datasets directory or a hub dataset id")
+    fmt = _SUFFIXES[suffix]
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    found = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+    expected = {"parquet": "Parquet"}.get(fmt, "gzip-compressed" if gzipped else None)
+    if found != expected and head:
+        what = f"a {found} file" if found else "not a Parquet file" if fmt == "parquet" else "plain text"
+        raise InputError(f"{path} is {what}, but its name says {suffix + ('.gz' if gzipped else '')}; "
+                         "rename it to match its content (.parquet, .jsonl.gz, .jsonl, .json or .csv)")
+    return fmt
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """user/name, not a local path and not named like a data file."""
+    known = (*_SUFFIXES, ".gz")
+    return bool(_HUB_ID.match(name)) and not name.lower().endswith(known) and not Path(name).exists()
 
 
 def read_rows(path: str | Path, *, split: str | None = None) -> RowSource:
     """Open `path` and return its rows as a stream, with the row count when it is known cheaply."""
+    if looks_like_hub_id(str(path)):
+        return _read_hub_dataset(str(path), split)
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     fmt = input_format(path)
+    if fmt != "dataset" and path.stat().st_size == 0:
+        return RowSource(iter(()), 0)
     if fmt == "jsonl":
         total = None if path.suffix.lower() == ".gz" else _count_lines(path)
         return RowSource(_read_jsonl(path), total)
@@ -133,89 +153,25 @@ def _read_dataset(path: Path, split: str | None) -> RowSource:
     return RowSource(_batches_to_rows(arrow.to_batches(max_chunksize=1024)), loaded.num_rows)
 
 
-# ----------------------------------------------------------------------------- writers
+def _read_hub_dataset(name: str, split: str | None) -> RowSource:
+    """A dataset on the Hugging Face hub, streamed split by split through `datasets` (nothing is held whole)."""
+    import datasets
 
+    from . import hub
 
-def output_format(path: Path) -> str:
-    fmt = _SUFFIXES.get(path.suffix.lower())
-    if fmt not in ("jsonl", "parquet", "csv"):
-        raise InputError(f"{path}: unknown output format; use a .jsonl, .parquet or .csv file name")
-    return fmt
-
-
-class Writer:
-    """Writes chunks of rows to `path` in the format its extension names. Use as a context manager."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.format = output_format(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = None
-        self._parquet = None
-        self._csv = None
-        if self.format in ("jsonl", "csv"):
-            self._handle = open(self.path, "w", encoding="utf-8", newline="")
-
-    def write(self, rows: list[dict]) -> None:
-        if not rows:
-            return
-        if self.format == "jsonl":
-            for row in rows:
-                self._handle.write(json.dumps(row, ensure_ascii=False, default=_default) + "\n")
-        elif self.format == "csv":
-            self._write_csv(rows)
-        else:
-            self._write_parquet(rows)
-
-    def _write_csv(self, rows: list[dict]) -> None:
-        if self._csv is None:
-            names: dict[str, None] = {}
-            for row in rows:
-                names.update(dict.fromkeys(row))
-            self._csv = csv.DictWriter(self._handle, fieldnames=list(names), extrasaction="raise")
-            self._csv.writeheader()
-        for row in rows:
-            cells = {k: json.dumps(v, ensure_ascii=False, default=_default) if isinstance(v, (list, dict)) else v
-                     for k, v in row.items()}
-            try:
-                self._csv.writerow(cells)
-            except ValueError:
-                extra = sorted(set(row) - set(self._csv.fieldnames))
-                raise InputError(f"row has columns {extra} that earlier rows lacked; CSV needs one header: "
-                                 "write .jsonl or .parquet instead") from None
-
-    def _write_parquet(self, rows: list[dict]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self._parquet is None:
-            table = pa.Table.from_pylist(rows)
-            self._parquet = pq.ParquetWriter(self.path, table.schema)
-        else:
-            table = pa.Table.from_pylist(rows, schema=self._parquet.schema)
-        self._parquet.write_table(table)
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-        if self._parquet is not None:
-            self._parquet.close()
-        if self.format == "parquet" and self._parquet is None:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.table({}), self.path)
-
-    def __enter__(self) -> Writer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
+    if not hub.offline_mode() and not hub.hub_reachable():
+        raise InputError(f"{name}: not a local file, and the Hugging Face hub ({hub.endpoint()}) cannot be reached "
+                         "to read it as a hub dataset; pass a local path")
+    try:
+        loaded = datasets.load_dataset(name, split=split, streaming=True)
+    except Exception as error:
+        raise InputError(f"{name}: not a local file, and it could not be read as a hub dataset ({error}); "
+                         "pass a local path, or check the dataset id and your network") from None
+    if isinstance(loaded, (datasets.IterableDatasetDict, datasets.DatasetDict)):
+        if len(loaded) != 1:
+            raise InputError(f"{name} holds splits {', '.join(loaded)}; choose one with --split")
+        split, loaded = next(iter(loaded.items()))
+    info = getattr(loaded, "info", None)
+    splits = getattr(info, "splits", None) or {}
+    total = splits[split].num_examples if split in splits else None
+    return RowSource(iter(loaded), total)

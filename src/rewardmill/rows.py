@@ -129,13 +129,15 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _maybe_json_list(value: Any) -> Any:
+def _maybe_json_list(value: Any, name: str) -> Any:
     # CSV cells cannot hold lists; a cell holding a JSON list is read as that list.
     if isinstance(value, str) and value.lstrip().startswith("["):
         try:
             return json.loads(value)
         except json.JSONDecodeError:
-            return value
+            shown = value if len(value) <= 60 else value[:57] + "..."
+            raise RowError(f"field '{name}' holds the text {shown!r}, which is not a JSON list; a CSV cell must hold "
+                           'a list as JSON, with double quotes: ["a", "b"], not [\'a\', \'b\']') from None
     return value
 
 
@@ -153,7 +155,7 @@ def _string(row: Mapping, name: str) -> str:
 
 
 def _list(row: Mapping, name: str) -> list:
-    value = _maybe_json_list(_field(row, name))
+    value = _maybe_json_list(_field(row, name), name)
     if hasattr(value, "tolist") and not isinstance(value, str):  # numpy / arrow arrays
         value = value.tolist()
     if not isinstance(value, (list, tuple)):
@@ -161,8 +163,29 @@ def _list(row: Mapping, name: str) -> list:
     return list(value)
 
 
+# ShareGPT writes {"from": "human" | "gpt" | "system", "value": ...}; read it as {"role", "content"}.
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+
+
+def _content(content: Any, where: str) -> str:
+    """A message's text: a string, or OpenAI-style content parts whose text parts are joined by newlines."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind != "text" or not isinstance(part.get("text"), str):
+                shown = repr(kind) if kind else f"a {_type_name(part)}"
+                raise RowError(f"{where} content part {j} is {shown}, not text; only text can be scored")
+            texts.append(part["text"])
+        return "\n".join(texts)
+    raise RowError(f"{where} content must be a string, got {_type_name(content)}")
+
+
 def validate_messages(value: list, name: str, *, must_end_with: str | None) -> Conversation:
-    """Check a list of {role, content} messages; return clean copies."""
+    """Check a list of {role, content} messages (ShareGPT's {from, value} and OpenAI content parts are read
+    too); return clean {role, content} copies."""
     if not value:
         raise RowError(f"field '{name}' is an empty conversation")
     clean: Conversation = []
@@ -170,12 +193,17 @@ def validate_messages(value: list, name: str, *, must_end_with: str | None) -> C
         where = f"{name}[{i}]"
         if not isinstance(message, dict):
             raise RowError(f"{where} must be an object with 'role' and 'content', got {_type_name(message)}")
-        role, content = message.get("role"), message.get("content")
+        if "role" not in message and "from" in message:
+            role = SHAREGPT_ROLES.get(message["from"])
+            if role is None:
+                raise RowError(f"{where} has unknown ShareGPT speaker {message['from']!r} "
+                               f"(expected one of {', '.join(SHAREGPT_ROLES)})")
+            content = message.get("value")
+        else:
+            role, content = message.get("role"), message.get("content")
         if role not in ROLES:
             raise RowError(f"{where} has unknown role {role!r} (expected one of {', '.join(ROLES)})")
-        if not isinstance(content, str):
-            raise RowError(f"{where} content must be a string, got {_type_name(content)}")
-        clean.append({"role": role, "content": content})
+        clean.append({"role": role, "content": _content(content, where)})
     last = clean[-1]["role"]
     if must_end_with == "assistant" and last != "assistant":
         raise RowError(f"field '{name}' must end with an assistant turn, but its last turn is '{last}'")

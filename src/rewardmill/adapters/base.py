@@ -30,12 +30,16 @@ PADDING_SIDES: tuple[str, ...] = get_args(PaddingSide)
 
 @dataclass(frozen=True)
 class TextOptions:
-    """How inputs are fitted to the model, for every family. `max_length` None: the model's own limit."""
+    """How inputs are fitted to the model, for every family. `max_length` None: the model's own limit.
+    `truncation` also takes seed 000's booleans: True is "right" (what transformers' truncation=True does: cut
+    the end), False is "error" (an over-long row is a per-row error rather than a crash)."""
 
     max_length: int | None = None
     truncation: Truncation = "error"
 
     def __post_init__(self) -> None:
+        if isinstance(self.truncation, bool):
+            object.__setattr__(self, "truncation", "right" if self.truncation else "error")
         if self.truncation not in TRUNCATIONS:
             raise OptionsError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {self.truncation!r}")
         if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
