@@ -80,6 +80,15 @@ ThreadsOpt = Annotated[str, typer.Option(help="CPU threads for torch: a number, 
 KernelOpt = Annotated[KernelChoice, typer.Option("--cpu-kernel", help="fp32 matmul kernel on CPU: auto (time torch's MKL and oneDNN on the model's largest layer, change only for a clear gain), torch or onednn.", rich_help_panel=ENGINE)]
 
 
+ShapeOpt = Annotated[ShapeChoice, typer.Option(help="Row shape (auto: per row, among the shapes that share the first row's output column).", rich_help_panel=INPUT)]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Abort on the first bad row instead of writing its error into the error column.", rich_help_panel=INPUT)]
+SplitOpt = Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict or a hub dataset.", rich_help_panel=INPUT)]
+ChunkOpt = Annotated[int, typer.Option(help="Rows read, scored and written at a time (bounds memory).", rich_help_panel=ENGINE)]
+ProgressOpt = Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: only on a terminal).", show_default=False)]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write: .jsonl, .json, .parquet or .csv (by extension); never the input file.", show_default=False)]
+InputArg = Annotated[Path, typer.Argument(help="Rows: .jsonl(.gz), .json, .csv, .parquet, a saved datasets directory, or a hub dataset id.", show_default=False)]
+
+
 def parse_model_kwargs(pairs: list[str] | None) -> dict:
     """KEY=VALUE strings -> dict, VALUE parsed as JSON when possible (alpha=10 -> 10, name=x -> 'x')."""
     kwargs = {}
@@ -186,8 +195,8 @@ def _quiet_transformers() -> None:
 
 @app.command()
 def score(
-    input: Annotated[Path, typer.Argument(help="Rows to score: .jsonl(.gz), .json, .csv, .parquet, a saved datasets directory, or a hub dataset id.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write: .jsonl, .json, .parquet or .csv (by extension); never the input file.", show_default=False)],
+    input: InputArg,
+    output: OutputOpt,
     model: ModelOpt = None,
     kind: KindOpt = Kind("auto"),
     revision: RevisionOpt = None,
@@ -215,11 +224,11 @@ def score(
     max_tokens_per_batch: TokensOpt = None,
     threads: ThreadsOpt = "auto",
     cpu_kernel: KernelOpt = KernelChoice("auto"),
-    shape: Annotated[ShapeChoice, typer.Option(help="Row shape (auto: per row, among the shapes that share the first row's output column).", rich_help_panel=INPUT)] = ShapeChoice("auto"),
-    strict: Annotated[bool, typer.Option("--strict", help="Abort on the first bad row instead of writing its error into the error column.", rich_help_panel=INPUT)] = False,
-    split: Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict or a hub dataset.", rich_help_panel=INPUT)] = None,
-    chunk_rows: Annotated[int, typer.Option(help="Rows read, scored and written at a time (bounds memory).", rich_help_panel=ENGINE)] = 2048,
-    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: only on a terminal).", show_default=False)] = None,
+    shape: ShapeOpt = ShapeChoice("auto"),
+    strict: StrictOpt = False,
+    split: SplitOpt = None,
+    chunk_rows: ChunkOpt = 2048,
+    progress: ProgressOpt = None,
     conversation_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: list of {role, content} ending with an assistant turn.")] = "conversation",
     instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the user prompt.")] = "instruction",
     response_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: one response to the instruction.")] = "response",
@@ -278,6 +287,58 @@ def score(
     if summary.rows_with_errors:
         count = summary.rows_with_errors
         typer.secho(f"{count} row{'s have' if count > 1 else ' has'} errors (see the '{columns.error}' column), e.g.:",
+                    fg=typer.colors.YELLOW, err=True)
+        for message in summary.errors[:10]:
+            typer.echo(f"  {message}", err=True)
+
+
+@app.command()
+def judge(
+    input: InputArg,
+    output: OutputOpt,
+    task: Annotated[str, typer.Option(help="quality (instruction + responses -> scores), ultrafeedback (generations -> ratings + rationales), pairwise (two responses -> winner, both orders), rating (one response -> rating 1-10).", show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="The judge model's name as the server knows it.", show_default=False)],
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, Ollama, OpenAI).")] = None,
+    aspect: Annotated[Optional[str], typer.Option(help="ultrafeedback: overall, helpfulness, honesty, truthfulness or instruction-following.")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key (never printed).")] = "OPENAI_API_KEY",
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 16,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for one answer (retried with backoff).")] = 60.0,
+    http_retries: Annotated[int, typer.Option(help="Retries of a request on 429, 5xx, timeouts and connection errors.")] = 4,
+    retries: Annotated[int, typer.Option(help="Re-asks of an answer that does not parse, before the row gets an error.")] = 1,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens (room for the judge's reasoning).")] = 1024,
+    seed: Annotated[int, typer.Option(help="Sampling seed sent with every request.")] = 0,
+    shape: ShapeOpt = ShapeChoice("auto"),
+    strict: StrictOpt = False,
+    split: SplitOpt = None,
+    chunk_rows: ChunkOpt = 256,
+    progress: ProgressOpt = None,
+) -> None:
+    """Judge every row of INPUT with an LLM and write it, with all its columns, to OUTPUT."""
+    from .judges import GenerationSettings, Judge, OpenAIBackend, make_task
+    from .pipeline import open_job, run_job
+    from .row_scoring import RowOptions
+
+    try:
+        job = open_job(str(input), output, split=split)
+        if base_url is None:
+            raise OptionsError("judges run against an OpenAI-compatible server in this version: pass --base-url "
+                               "(e.g. vLLM or llama.cpp serving the model); local generation is not built yet")
+        settings = GenerationSettings(temperature=temperature, max_tokens=max_new_tokens, seed=seed)
+        backend = OpenAIBackend(model, base_url, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout,
+                                max_retries=http_retries, settings=settings)
+        scorer = Judge(make_task(task, aspect=aspect), backend, retries=retries)
+        options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), strict=strict,
+                             chunk_rows=chunk_rows)
+        summary = run_job(job, scorer, options, progress=progress)
+    except RewardmillError as error:
+        _fail(str(error))
+        return
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(scorer.stats.items())) or "no requests"
+    typer.echo(f"judged {summary.rows} rows in {summary.seconds:.1f} s with {model} at {base_url} "
+               f"({settings.describe()}) -> {summary.output}; {counts}", err=True)
+    if summary.rows_with_errors:
+        typer.secho(f"{summary.rows_with_errors} row(s) have errors (see the 'error' column), e.g.:",
                     fg=typer.colors.YELLOW, err=True)
         for message in summary.errors[:10]:
             typer.echo(f"  {message}", err=True)

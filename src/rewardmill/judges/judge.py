@@ -1,0 +1,108 @@
+"""`Judge`: an LLM judge as a `Scorer`. A task turns items into chat requests; the backend answers them; the
+task parses the answers. Identical requests are sent once per run. An answer that does not parse is asked again
+(the answer and what was wrong with it are sent back) up to `retries` times, then the item fails with the parse
+error and its raw output kept. Counts of requests, retries, parse failures and HTTP errors are kept in `stats`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+
+from ..errors import OptionsError
+from ..scorer import Conversation, Item, ItemResult, Progress
+from .backends import Backend, Completion
+from .parsing import ParseError
+from .tasks import Task
+
+REASK = ("Your answer could not be read: {problem}. Answer again, in exactly the format the instructions ask for, "
+         "with nothing else.")
+
+
+class Judge:
+    def __init__(self, task: Task, backend: Backend, *, retries: int = 1):
+        if retries < 0:
+            raise OptionsError("--retries must not be negative")
+        self.task = task
+        self.backend = backend
+        self.retries = retries
+        self.name = f"{task.name} judge ({backend.model_name})"
+        self.output_names = task.output_names
+        self.item_output_names = (*task.item_output_names, "raw_output", "model_name")
+        self.stats: Counter = Counter()
+        self._answers: dict[str, Completion] = {}  # request key -> answer, for this run
+
+    def _send(self, conversations: list[Conversation]) -> list[Completion]:
+        """Answers in order; a request identical to one already answered in this run is not sent again."""
+        keys = [json.dumps([self.backend.model_name, self.backend.settings.describe(), c], sort_keys=True)
+                for c in conversations]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._answers))
+        self.stats["duplicate requests not sent"] += len(keys) - len(missing)
+        by_key = dict(zip(keys, conversations))
+        fresh = dict(zip(missing, self.backend.complete([by_key[k] for k in missing])))
+        for key, answer in fresh.items():
+            self.stats["requests"] += 1
+            if answer.status is not None:
+                self.stats[f"HTTP {answer.status}"] += 1
+            if not answer.retryable:  # a malformed answer is not remembered, so it can be asked again
+                self._answers[key] = answer
+        return [self._answers.get(k) or fresh[k] for k in keys]
+
+    def score_items(self, items: Sequence[Item], on_progress: Progress | None = None) -> list[ItemResult]:
+        results: list[ItemResult | None] = [None] * len(items)
+        pending: dict[int, list[Conversation]] = {}
+        for i, item in enumerate(items):
+            problem = self.task.check(item)
+            if problem:
+                results[i] = self._failed(item, problem, [])
+            else:
+                pending[i] = self.task.requests(item)
+        for attempt in range(self.retries + 1):
+            if not pending:
+                break
+            order = list(pending)
+            flat = [c for i in order for c in pending[i]]
+            answers = iter(self._send(flat))
+            again: dict[int, list[Conversation]] = {}
+            for i in order:
+                got = [next(answers) for _ in pending[i]]
+                raw = [a.text for a in got]
+                failed = next((a for a in got if a.error), None)
+                if failed is not None:
+                    if failed.retryable and attempt < self.retries:
+                        self.stats["retries"] += 1
+                        again[i] = pending[i]
+                    else:
+                        results[i] = self._failed(items[i], failed.error, raw)
+                    continue
+                try:
+                    result = self.task.parse(items[i], raw)
+                except ParseError as error:
+                    self.stats["parse failures"] += 1
+                    if attempt < self.retries:
+                        self.stats["retries"] += 1
+                        again[i] = [[*c, {"role": "assistant", "content": a},
+                                     {"role": "user", "content": REASK.format(problem=error)}]
+                                    for c, a in zip(pending[i], raw)]
+                    else:
+                        results[i] = self._failed(items[i], f"the judge's answer did not parse: {error}", raw)
+                    continue
+                result.item_outputs.update(raw_output=self._raw(raw), model_name=self.backend.model_name)
+                results[i] = result
+            pending = again
+        if on_progress is not None:
+            on_progress(float(len(items)))
+        return results  # type: ignore[return-value]
+
+    def _raw(self, raw: list[str | None]) -> str | list[str | None] | None:
+        return raw[0] if len(raw) == 1 else raw
+
+    def _failed(self, item: Item, reason: str, raw: list[str | None]) -> ItemResult:
+        return ItemResult.failed(len(item.responses), reason,
+                                 {"raw_output": self._raw(raw) if raw else None, "model_name": self.backend.model_name})
+
+    def describe(self) -> dict[str, str]:
+        return {**self.task.describe(), **self.backend.describe(),
+                "parsing": f"strict (indices, final verdicts, ranges checked); up to {self.retries} re-asks, then "
+                           "a per-row error with raw_output kept"}

@@ -1,0 +1,222 @@
+"""Judge tasks: a prompt template and a parser for each. A task turns one item into the chat requests to send
+and the answers back into an `ItemResult`; it knows nothing of HTTP or models.
+
+  quality        instruction + responses -> scores (1..n, a ranking within the row) [Deita quality scorer]
+  ultrafeedback  instruction or messages + generations -> ratings (1..5) and rationales, for one --aspect
+  pairwise       instruction + exactly two responses -> winner (0, 1 or null), asked in both orders
+  rating         conversation or instruction + response -> rating (1..10) [MT-Bench single answer]
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import jinja2
+
+from ..errors import OptionsError
+from ..scorer import Conversation, Item, ItemResult
+from . import parsing
+
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def _render(template: str, **values: Any) -> str:
+    return _ENV.from_string(template).render(**values)
+
+
+def _prompt_text(item: Item) -> str:
+    """The prompt as text: a lone user turn as it is, else every turn as 'Role: content'."""
+    if len(item.prompt) == 1 and item.prompt[0]["role"] == "user":
+        return item.prompt[0]["content"]
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in item.prompt)
+
+
+class Task(ABC):
+    name: str
+    output_names: tuple[str, ...] = ()  # per response
+    item_output_names: tuple[str, ...] = ()  # per item, besides raw_output and model_name
+
+    def check(self, item: Item) -> str | None:
+        """Why this item cannot be judged at all (None when it can)."""
+        return None
+
+    @abstractmethod
+    def requests(self, item: Item) -> list[Conversation]:
+        """The chat requests to send for this item (most tasks: one)."""
+
+    @abstractmethod
+    def parse(self, item: Item, answers: list[str]) -> ItemResult:
+        """The item's result from the answers to its requests; raises parsing.ParseError."""
+
+    def describe(self) -> dict[str, str]:
+        return {"task": self.name}
+
+
+QUALITY = """Rank the following responses to one instruction by their quality: helpfulness, relevance, accuracy, \
+depth, creativity and level of detail. Give each response a score from 1 (worst) to {{ n }} (best); each score \
+is used once when the responses differ in quality.
+
+#Instruction#:
+{{ instruction }}
+
+{% for response in responses %}#Response [{{ loop.index }}]#:
+{{ response }}
+
+{% endfor %}Answer with one line per response and nothing else, in this format:
+{% for response in responses %}[{{ loop.index }}] Score: <score>
+{% endfor %}"""
+
+
+class QualityTask(Task):
+    name = "quality"
+    output_names = ("score",)
+
+    def requests(self, item: Item) -> list[Conversation]:
+        text = _render(QUALITY, instruction=_prompt_text(item), responses=item.responses, n=len(item.responses))
+        return [[{"role": "user", "content": text}]]
+
+    def parse(self, item: Item, answers: list[str]) -> ItemResult:
+        scores = parsing.indexed_scores(answers[0], len(item.responses), (1, len(item.responses)))
+        return ItemResult([{"score": s} for s in scores], [None] * len(scores))
+
+    def describe(self) -> dict[str, str]:
+        return {"task": "quality (Deita): each response scored 1..n within its row; scores rank responses of one "
+                        "row and do not compare across rows"}
+
+
+ASPECTS = {
+    "overall": "overall quality: helpfulness, honesty, truthfulness and how well it follows the instruction",
+    "helpfulness": "helpfulness: whether the text fulfils the task correctly, clearly and completely",
+    "honesty": "honesty: whether the text conveys the right confidence and admits uncertainty",
+    "truthfulness": "truthfulness: whether the text is free of hallucinations and factual errors",
+    "instruction-following": "instruction following: how closely the text follows the instruction's intent and "
+                             "restrictions",
+}
+
+ULTRAFEEDBACK = """Rate each text below, written in answer to the same instruction, on {{ aspect }}.
+Use a scale from 1 (poor) to 5 (excellent).
+
+## Instruction
+{{ instruction }}
+
+{% for response in responses %}## Text {{ loop.index }}
+{{ response }}
+
+{% endfor %}Answer with one block per text, in this format:
+{% for response in responses %}#### Output for Text {{ loop.index }}
+Rating: <1-5>
+Rationale: <one or two sentences>
+
+{% endfor %}"""
+
+
+class UltraFeedbackTask(Task):
+    name = "ultrafeedback"
+    output_names = ("score", "rationales")
+
+    def __init__(self, aspect: str = "overall"):
+        if aspect not in ASPECTS:
+            raise OptionsError(f"--aspect must be one of {', '.join(ASPECTS)}, got {aspect!r}")
+        self.aspect = aspect
+
+    def requests(self, item: Item) -> list[Conversation]:
+        text = _render(ULTRAFEEDBACK, aspect=ASPECTS[self.aspect], instruction=_prompt_text(item),
+                       responses=item.responses)
+        return [[{"role": "user", "content": text}]]
+
+    def parse(self, item: Item, answers: list[str]) -> ItemResult:
+        ratings, rationales = parsing.text_blocks(answers[0], len(item.responses), (1, 5))
+        return ItemResult([{"score": r, "rationales": why} for r, why in zip(ratings, rationales)],
+                          [None] * len(ratings))
+
+    def describe(self) -> dict[str, str]:
+        return {"task": f"ultrafeedback, aspect {self.aspect}: each generation rated 1-5 with a rationale"}
+
+
+PAIRWISE = """Please act as an impartial judge and evaluate the quality of the responses provided by two AI \
+assistants to the user question displayed below. Choose the assistant that follows the user's instructions and \
+answers the user's question better. Do not let the order of the responses, their length or the assistants' names \
+influence your evaluation. Be as objective as possible. After a short explanation, output your final verdict in \
+exactly this format: "[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" for a tie.
+
+[User Question]
+{{ instruction }}
+
+[The Start of Assistant A's Answer]
+{{ first }}
+[The End of Assistant A's Answer]
+
+[The Start of Assistant B's Answer]
+{{ second }}
+[The End of Assistant B's Answer]"""
+
+
+class PairwiseTask(Task):
+    """MT-Bench-style A/B verdicts, always asked in both orders; a pair whose two verdicts disagree is a tie."""
+
+    name = "pairwise"
+    item_output_names = ("winner", "verdicts", "consistent")
+
+    def check(self, item: Item) -> str | None:
+        if len(item.responses) != 2:
+            return f"pairwise judging needs exactly 2 responses, got {len(item.responses)}"
+        return None
+
+    def requests(self, item: Item) -> list[Conversation]:
+        question, (a, b) = _prompt_text(item), item.responses
+        return [[{"role": "user", "content": _render(PAIRWISE, instruction=question, first=x, second=y)}]
+                for x, y in ((a, b), (b, a))]
+
+    def parse(self, item: Item, answers: list[str]) -> ItemResult:
+        forward, swapped = parsing.verdict(answers[0]), parsing.verdict(answers[1])
+        # In the swapped request, A is response 1: map both verdicts to response indices (None: tie).
+        first = {"A": 0, "B": 1, "tie": None}[forward]
+        second = {"A": 1, "B": 0, "tie": None}[swapped]
+        consistent = first == second
+        return ItemResult([{}, {}], [None, None],
+                          {"winner": first if consistent else None, "verdicts": [first, second],
+                           "consistent": consistent})
+
+    def describe(self) -> dict[str, str]:
+        return {"task": "pairwise (MT-Bench): both orders asked for every pair; winner 0 or 1 only when both "
+                        "orders agree, else null (a tie, flagged consistent: false)"}
+
+
+RATING = """Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant \
+to the user question displayed below. Consider helpfulness, relevance, accuracy, depth, creativity and level of \
+detail. After a short explanation, rate the response on a scale of 1 to 10 in exactly this format: \
+"Rating: [[5]]".
+
+[Question]
+{{ instruction }}
+
+[The Start of Assistant's Answer]
+{{ response }}
+[The End of Assistant's Answer]"""
+
+
+class RatingTask(Task):
+    name = "rating"
+    output_names = ("rating",)
+
+    def requests(self, item: Item) -> list[Conversation]:
+        return [[{"role": "user", "content": _render(RATING, instruction=_prompt_text(item), response=r)}]
+                for r in item.responses]
+
+    def parse(self, item: Item, answers: list[str]) -> ItemResult:
+        return ItemResult([{"rating": parsing.single_rating(a, (1, 10))} for a in answers], [None] * len(answers))
+
+    def describe(self) -> dict[str, str]:
+        return {"task": "rating (MT-Bench single answer): 1-10 per response"}
+
+
+TASKS = {"quality": QualityTask, "ultrafeedback": UltraFeedbackTask, "pairwise": PairwiseTask, "rating": RatingTask}
+
+
+def make_task(name: str, *, aspect: str | None = None) -> Task:
+    if name not in TASKS:
+        raise OptionsError(f"--task must be one of {', '.join(TASKS)}, got {name!r}")
+    if aspect is not None and name != "ultrafeedback":
+        raise OptionsError(f"--aspect applies to the ultrafeedback task only, not {name}")
+    return UltraFeedbackTask(aspect or "overall") if name == "ultrafeedback" else TASKS[name]()

@@ -1,0 +1,121 @@
+"""LLM judges end to end against an OpenAI-compatible server started here on 127.0.0.1: every task, faults
+(429 with Retry-After, 500, a timeout, malformed JSON, 400), concurrency, no row lost or duplicated, both orders for
+pairwise, duplicate requests sent once, and the API key never shown."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fake_judge_server import FakeJudgeServer
+from rewardmill import score_rows
+from rewardmill.cli import app
+from rewardmill.judges import GenerationSettings, Judge, OpenAIBackend, make_task
+
+runner = CliRunner()
+SECRET = "sk-test-SECRET-0123456789"
+
+
+def expected_quality(responses):
+    ranks = sorted(range(len(responses)), key=lambda i: (len(responses[i]), i))
+    return [float(ranks.index(i) + 1) for i in range(len(responses))]
+
+
+def test_quality_judge_survives_faults_and_keeps_every_row(tmp_path, monkeypatch):
+    markers = ["", "RATE-LIMITED", "SERVER-ERROR", "SLOW", "MALFORMED", "UNPARSEABLE", "BAD-REQUEST"]
+    rows = []
+    for i in range(40):
+        marker = markers[i % len(markers)] if i < 14 else ""
+        responses = ["x" * (1 + (i * 7 + k * 3) % 11) + str(k) for k in range(3)]
+        rows.append({"id": i, "instruction": f"Question {i} {marker}".strip(), "responses": responses})
+    rows.append({"id": 40, "instruction": "Question 0", "responses": rows[0]["responses"]})  # a duplicate request
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    monkeypatch.setenv("JUDGE_KEY", SECRET)
+    with FakeJudgeServer(slow_seconds=2.5, expect_key=SECRET) as server:
+        result = runner.invoke(app, ["judge", str(source), "--task", "quality", "-m", "toy-judge", "--base-url",
+                                     server.url, "-o", str(out), "--api-key-env", "JUDGE_KEY", "--concurrency", "8",
+                                     "--timeout", "1", "--chunk-rows", "50"])
+    assert result.exit_code == 0, result.output
+    assert SECRET not in result.output and SECRET not in out.read_text()
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in got] == list(range(41))  # none lost, none duplicated, input order
+    for row in got:
+        if "BAD-REQUEST" in row["instruction"]:
+            assert row["scores"] == [None] * 3 and "HTTP 400" in row["error"] and row["raw_output"] is None
+            continue
+        assert row["error"] is None, row
+        assert row["scores"] == expected_quality(row["responses"]), row
+        assert row["model_name"] == "toy-judge" and "Score" in row["raw_output"]
+    counts = {marker: max(n for key, n in server.per_prompt.items() if marker in key)
+              for marker in ("RATE-LIMITED", "SERVER-ERROR", "SLOW", "MALFORMED")}
+    assert counts == {"RATE-LIMITED": 2, "SERVER-ERROR": 2, "SLOW": 2, "MALFORMED": 2}  # each retried once
+    reasks = [m for m in server.requests if len(m) == 3]
+    assert len(reasks) == 2 and all("could not be read" in m[2]["content"] for m in reasks)  # the two UNPARSEABLE rows
+    assert 4 <= server.max_in_flight <= 8
+    question0 = [m for m in server.requests if "Question 0\n" in m[0]["content"]]
+    assert len(question0) == 1  # row 40 repeats row 0's request: sent once
+    assert "HTTP 400 1" in result.output.replace("\n", " ") or "HTTP 400" in result.output
+
+
+def judge_rows(server, task, rows, **options):
+    backend = OpenAIBackend("toy-judge", server.url, concurrency=4, timeout=5, settings=GenerationSettings())
+    return list(score_rows(Judge(make_task(task, **options), backend), rows))
+
+
+def test_pairwise_asks_both_orders_and_flags_inconsistent_verdicts():
+    rows = [
+        {"instruction": "Which is better?", "responses": ["short", "a much longer answer"]},
+        {"instruction": "Which is better? POSITION-BIASED", "responses": ["one", "two two"]},
+        {"instruction": "Same length", "responses": ["abc", "xyz"]},
+        {"instruction": "Three", "responses": ["a", "b", "c"]},
+    ]
+    with FakeJudgeServer() as server:
+        got = judge_rows(server, "pairwise", rows)
+        seen = [m[0]["content"] for m in server.requests]
+    for row in rows[:3]:
+        a, b = row["responses"]
+        both = [p for p in seen if row["instruction"] + "\n" in p]
+        assert len(both) == 2
+        first_shown = {p.split("[The Start of Assistant A's Answer]\n")[1].split("\n[The End")[0] for p in both}
+        assert first_shown == {a, b}  # each response shown first once
+    assert got[0]["winner"] == 1 and got[0]["consistent"] is True and got[0]["verdicts"] == [1, 1]
+    assert got[1]["winner"] is None and got[1]["consistent"] is False and got[1]["verdicts"] == [0, 1]
+    assert got[2]["winner"] is None and got[2]["consistent"] is True  # a real tie
+    assert len(got[0]["raw_output"]) == 2
+    assert got[3]["error"] == "row 3: pairwise judging needs exactly 2 responses, got 3"
+
+
+def test_rating_and_ultrafeedback_tasks():
+    with FakeJudgeServer() as server:
+        rated = judge_rows(server, "rating", [{"instruction": "Q", "response": "four"},
+                                             {"conversation": [{"role": "user", "content": "Q"},
+                                                               {"role": "assistant", "content": "seven!!"}]}])
+        feedback = judge_rows(server, "ultrafeedback", [
+            {"messages": [{"role": "user", "content": "Q"}], "generations": ["bb", "a", "ccc"]}], aspect="honesty")
+        prompt = next(m[0]["content"] for m in server.requests if "## Text 1" in m[0]["content"])
+    assert [r["rating"] for r in rated] == [4.0, 7.0] and all(r["error"] is None for r in rated)
+    assert feedback[0]["ratings"] == [2.0, 1.0, 3.0] and feedback[0]["rationales"] == ["2 chars.", "1 chars.", "3 chars."]
+    assert "honesty" in prompt
+
+
+def test_an_answer_that_never_parses_is_an_error_with_its_raw_output():
+    rows = [{"instruction": "UNPARSEABLE", "responses": ["a", "b"]}, {"instruction": "fine", "responses": ["a", "bb"]}]
+    with FakeJudgeServer() as server:
+        got = judge_rows(server, "quality", rows)  # retries=1, but the fake answers properly on a re-ask
+        backend = OpenAIBackend("toy-judge", server.url, settings=GenerationSettings())
+        strict = list(score_rows(Judge(make_task("quality"), backend, retries=0), rows))
+    assert got[0]["error"] is None and got[0]["scores"] == [1.0, 2.0]
+    assert strict[0]["scores"] == [None, None] and "did not parse: expected scores for [1]..[2]" in strict[0]["error"]
+    assert strict[0]["raw_output"] == "Both responses have merits; I cannot decide."
+    assert strict[1]["error"] is None
+
+
+def test_judge_options_are_checked():
+    result = runner.invoke(app, ["judge", "in.jsonl", "--task", "quality", "-m", "x", "-o", "o.jsonl"])
+    assert result.exit_code == 2
+    with pytest.raises(Exception, match="--aspect applies to the ultrafeedback task only"):
+        make_task("quality", aspect="honesty")
+    with pytest.raises(Exception, match="--task must be one of"):
+        make_task("vibes")
