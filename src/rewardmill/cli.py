@@ -297,8 +297,8 @@ def judge(
     input: InputArg,
     output: OutputOpt,
     task: Annotated[str, typer.Option(help="quality (instruction + responses -> scores), ultrafeedback (generations -> ratings + rationales), pairwise (two responses -> winner, both orders), rating (one response -> rating 1-10).", show_default=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help="The judge model's name as the server knows it.", show_default=False)],
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, Ollama, OpenAI).")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="The judge model: its name on the server with --base-url, else a hub id or local directory run here with transformers.", show_default=False)],
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, Ollama, OpenAI). Without it the model runs in this process.")] = None,
     aspect: Annotated[Optional[str], typer.Option(help="ultrafeedback: overall, helpfulness, honesty, truthfulness or instruction-following.")] = None,
     api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key (never printed).")] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 16,
@@ -321,12 +321,15 @@ def judge(
 
     try:
         job = open_job(str(input), output, split=split)
-        if base_url is None:
-            raise OptionsError("judges run against an OpenAI-compatible server in this version: pass --base-url "
-                               "(e.g. vLLM or llama.cpp serving the model); local generation is not built yet")
         settings = GenerationSettings(temperature=temperature, max_tokens=max_new_tokens, seed=seed)
-        backend = OpenAIBackend(model, base_url, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout,
-                                max_retries=http_retries, settings=settings)
+        if base_url is None:
+            from .judges.local import TransformersBackend
+
+            _quiet_transformers()
+            backend = TransformersBackend(model, settings)
+        else:
+            backend = OpenAIBackend(model, base_url, api_key_env=api_key_env, concurrency=concurrency,
+                                    timeout=timeout, max_retries=http_retries, settings=settings)
         scorer = Judge(make_task(task, aspect=aspect), backend, retries=retries)
         options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), strict=strict,
                              chunk_rows=chunk_rows)
@@ -335,7 +338,8 @@ def judge(
         _fail(str(error))
         return
     counts = ", ".join(f"{name} {count}" for name, count in sorted(scorer.stats.items())) or "no requests"
-    typer.echo(f"judged {summary.rows} rows in {summary.seconds:.1f} s with {model} at {base_url} "
+    where = f"at {base_url}" if base_url else "(local transformers)"
+    typer.echo(f"judged {summary.rows} rows in {summary.seconds:.1f} s with {model} {where} "
                f"({settings.describe()}) -> {summary.output}; {counts}", err=True)
     if summary.rows_with_errors:
         typer.secho(f"{summary.rows_with_errors} row(s) have errors (see the 'error' column), e.g.:",

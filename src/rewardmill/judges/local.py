@@ -1,0 +1,84 @@
+"""`TransformersBackend`: a judge model run in this process with transformers' `generate`.
+
+Prompts are rendered with the model's chat template (generation prompt added, one BOS), sorted by length and
+batched under the engine's row cap and token budget, left-padded with an attention mask (transformers derives each
+row's positions from the mask), generated greedily by default, and returned in input order. Batching is invisible
+in the result for greedy decoding: a test compares batched answers with one prompt at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ..engine import EngineOptions, plan_batches
+from ..loading import LoadOptions, hub_access, load_model, load_tokenizer
+from ..scorer import Conversation
+from .backends import Completion, GenerationSettings
+
+# Generation keeps a KV cache per row and step: smaller batches than scoring.
+DEFAULT_BATCH = EngineOptions(batch_size=8, max_tokens_per_batch=4096, min_fill=0.8)
+
+
+@dataclass
+class TransformersBackend:
+    model_name: str
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    load: LoadOptions = field(default_factory=LoadOptions)
+    batching: EngineOptions = DEFAULT_BATCH
+
+    def __post_init__(self) -> None:
+        import transformers
+
+        options = hub_access(self.model_name, self.load)
+        self.tokenizer = load_tokenizer(self.model_name, options)
+        self.model = load_model(transformers.AutoModelForCausalLM, self.model_name, options)
+        self.device = next(self.model.parameters()).device
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.batching = self.batching.for_device(self.device)
+
+    def encode(self, conversation: Conversation) -> list[int]:
+        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        while bos is not None and len(ids) > 1 and ids[0] == ids[1] == bos:
+            ids = ids[1:]
+        return ids
+
+    def complete(self, conversations: Sequence[Conversation]) -> list[Completion]:
+        encoded = [self.encode(list(c)) for c in conversations]
+        answers: list[Completion | None] = [None] * len(encoded)
+        for batch in plan_batches([len(ids) for ids in encoded], self.batching):
+            for index, text in zip(batch, self._generate([encoded[i] for i in batch])):
+                answers[index] = Completion(text)
+        return answers  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def _generate(self, prompts: list[list[int]]) -> list[str]:
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            mask[row, width - len(ids):] = 1
+        sampling = self.settings.temperature > 0
+        if sampling and self.settings.seed is not None:
+            torch.manual_seed(self.settings.seed)
+        output = self.model.generate(
+            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+            max_new_tokens=self.settings.max_tokens, do_sample=sampling,
+            temperature=self.settings.temperature if sampling else None, top_p=None, top_k=None,
+            pad_token_id=self.pad_id,
+        )
+        return [self.tokenizer.decode(row[width:], skip_special_tokens=True) for row in output]
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "backend": "local transformers generate (length-sorted batches, left padding)",
+            "model": self.model_name,
+            "batching": f"up to {self.batching.batch_size} prompts and {self.batching.max_tokens_per_batch} prompt "
+                        "tokens per batch",
+            "generation": self.settings.describe(),
+        }
