@@ -165,3 +165,19 @@ def test_local_judge_with_smollm2_is_deterministic_and_batch_invariant(smollm2, 
     backend = TransformersBackend(str(smollm2), GenerationSettings(max_tokens=24))
     prompts = [[{"role": "user", "content": r["instruction"]}] for r in rows]
     assert [c.text for c in backend.complete(prompts)] == [backend.complete([p])[0].text for p in prompts]
+
+
+def test_a_cache_folder_reuses_answers_across_runs(tmp_path):
+    rows = [{"instruction": f"Q{i}", "responses": ["a", "bb"]} for i in range(5)]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    outputs = []
+    with FakeJudgeServer() as server:
+        for run in range(2):
+            out = tmp_path / f"out{run}.jsonl"
+            result = runner.invoke(app, ["judge", str(source), "--task", "quality", "-m", "toy-judge", "--base-url",
+                                         server.url, "-o", str(out), "--cache", str(tmp_path / "cache")])
+            assert result.exit_code == 0, result.output
+            outputs.append(out.read_text())
+        assert len(server.requests) == 5  # the second run was answered from the cache
+    assert outputs[0] == outputs[1] and "answers from the cache 5" in result.output

@@ -308,6 +308,7 @@ def judge(
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.0,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens (room for the judge's reasoning).")] = 1024,
     seed: Annotated[int, typer.Option(help="Sampling seed sent with every request.")] = 0,
+    cache: Annotated[Optional[Path], typer.Option(help="Folder of a cache of answers (SQLite) reused across runs: identical requests are not sent again.")] = None,
     shape: ShapeOpt = ShapeChoice("auto"),
     strict: StrictOpt = False,
     split: SplitOpt = None,
@@ -330,7 +331,10 @@ def judge(
         else:
             backend = OpenAIBackend(model, base_url, api_key_env=api_key_env, concurrency=concurrency,
                                     timeout=timeout, max_retries=http_retries, settings=settings)
-        scorer = Judge(make_task(task, aspect=aspect), backend, retries=retries)
+        from .judges.cache import AnswerCache
+
+        scorer = Judge(make_task(task, aspect=aspect), backend, retries=retries,
+                       cache=AnswerCache(cache) if cache else None)
         options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), strict=strict,
                              chunk_rows=chunk_rows)
         summary = run_job(job, scorer, options, progress=progress)

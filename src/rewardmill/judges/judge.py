@@ -1,7 +1,7 @@
 """`Judge`: an LLM judge as a `Scorer`. A task turns items into chat requests; the backend answers them; the
 task parses the answers. Identical requests are sent once per run. An answer that does not parse is asked again
 (the answer and what was wrong with it are sent back) up to `retries` times, then the item fails with the parse
-error and its raw output kept. Counts of requests, retries, parse failures and HTTP errors are kept in `stats`.
+error and its raw output kept. With an `AnswerCache`, answers are also reused across runs. Counts of requests, retries, parse failures and HTTP errors are kept in `stats`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from ..errors import OptionsError
 from ..scorer import Conversation, Item, ItemResult, Progress
 from .backends import Backend, Completion
+from .cache import AnswerCache
 from .parsing import ParseError
 from .tasks import Task
 
@@ -21,7 +22,7 @@ REASK = ("Your answer could not be read: {problem}. Answer again, in exactly the
 
 
 class Judge:
-    def __init__(self, task: Task, backend: Backend, *, retries: int = 1):
+    def __init__(self, task: Task, backend: Backend, *, retries: int = 1, cache: AnswerCache | None = None):
         if retries < 0:
             raise OptionsError("--retries must not be negative")
         self.task = task
@@ -30,15 +31,23 @@ class Judge:
         self.name = f"{task.name} judge ({backend.model_name})"
         self.output_names = task.output_names
         self.item_output_names = (*task.item_output_names, "raw_output", "model_name")
+        self.cache = cache
         self.stats: Counter = Counter()
         self._answers: dict[str, Completion] = {}  # request key -> answer, for this run
 
     def _send(self, conversations: list[Conversation]) -> list[Completion]:
-        """Answers in order; a request identical to one already answered in this run is not sent again."""
-        keys = [json.dumps([self.backend.model_name, self.backend.settings.describe(), c], sort_keys=True)
-                for c in conversations]
+        """Answers in order. A request answered before in this run, or in an earlier run with the same `cache`,
+        is not sent again."""
+        described = self.backend.describe()
+        keys = [json.dumps([described.get("backend"), self.backend.model_name, self.backend.settings.describe(), c],
+                           sort_keys=True) for c in conversations]
         missing = list(dict.fromkeys(k for k in keys if k not in self._answers))
         self.stats["duplicate requests not sent"] += len(keys) - len(missing)
+        if self.cache is not None and missing:
+            for key, text in self.cache.get_many(missing).items():
+                self._answers[key] = Completion(text)
+                self.stats["answers from the cache"] += 1
+            missing = [k for k in missing if k not in self._answers]
         by_key = dict(zip(keys, conversations))
         fresh = dict(zip(missing, self.backend.complete([by_key[k] for k in missing])))
         for key, answer in fresh.items():
@@ -47,6 +56,8 @@ class Judge:
                 self.stats[f"HTTP {answer.status}"] += 1
             if not answer.retryable:  # a malformed answer is not remembered, so it can be asked again
                 self._answers[key] = answer
+        if self.cache is not None:
+            self.cache.put_many({k: a.text for k, a in fresh.items() if a.error is None and a.text is not None})
         return [self._answers.get(k) or fresh[k] for k in keys]
 
     def score_items(self, items: Sequence[Item], on_progress: Progress | None = None) -> list[ItemResult]:
