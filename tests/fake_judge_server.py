@@ -2,7 +2,8 @@
 (length-loving) judge, and injects faults on the first request of a prompt that carries a marker:
   RATE-LIMITED -> 429 with Retry-After, SERVER-ERROR -> 500, SLOW -> answers after the client's timeout,
   MALFORMED -> a body that is not JSON, BAD-REQUEST -> 400 (every time), UNPARSEABLE -> an answer without
-  scores (a re-ask gets a proper one), POSITION-BIASED -> always [[A]] in pairwise prompts.
+  scores (a re-ask gets a proper one), POSITION-BIASED -> always [[A]] in pairwise prompts, NO-LOGPROBS -> an
+  answer without log-probabilities. With `logprobs: true` it returns token log-probabilities (see token_logprobs).
 It records every request, how many were in flight at once, and the Authorization header it saw.
 """
 
@@ -40,6 +41,31 @@ def judge_answer(messages: list[dict]) -> str:
     ranks = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
     return "\n\n".join(f"#### Output for Text {i + 1}\nRating: {min(5, ranks.index(i) + 1)}\nRationale: {len(texts[i])} chars."
                        for i in range(len(texts)))
+
+
+def label_distribution(label: str) -> dict[str, float]:
+    """The fake judge's next-token probabilities where it writes `label`: 0.6 on it, the rest on neighbours."""
+    if label.isdigit():
+        d = int(label)
+        return {str(d): 0.6, str(max(1, d - 1)): 0.3, str(min(9, d + 1)): 0.1} if 1 < d < 9 else {label: 0.9, "5": 0.1}
+    others = [x for x in "ABC" if x != label]
+    return {label: 0.7, others[0]: 0.2, others[1]: 0.1}
+
+
+def token_logprobs(text: str) -> dict:
+    """OpenAI-style `logprobs.content` for `text`, with top_logprobs spread where a label follows '[['."""
+    import math
+
+    tokens = re.findall(r"\s*\[\[|\]\]|\d|\s*\w+|\s*[^\w\s]|\s+", text)
+    content = []
+    for i, token in enumerate(tokens):
+        if i and tokens[i - 1].strip() == "[[" and (token.isdigit() or token in "ABC"):
+            top = label_distribution(token)
+        else:
+            top = {token: 1.0}
+        content.append({"token": token, "logprob": math.log(top[token]), "bytes": None,
+                        "top_logprobs": [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in top.items()]})
+    return {"content": content}
 
 
 class FakeJudgeServer:
@@ -83,9 +109,10 @@ class FakeJudgeServer:
                     if first and "MALFORMED" in prompt:
                         return self._send_raw(200, b'{"id": "x", "choices": [{"message": ')
                     text = judge_answer(messages)
+                    logprobs = token_logprobs(text) if body.get("logprobs") and "NO-LOGPROBS" not in prompt else None
                     return self._send(200, {
                         "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop",
+                        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
                                      "message": {"role": "assistant", "content": text}}],
                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                     })

@@ -181,3 +181,53 @@ def test_a_cache_folder_reuses_answers_across_runs(tmp_path):
             outputs.append(out.read_text())
         assert len(server.requests) == 5  # the second run was answered from the cache
     assert outputs[0] == outputs[1] and "answers from the cache 5" in result.output
+
+
+# ------------------------------------------------------------------------- log-probability scoring
+
+
+def test_logprob_scoring_over_http_reads_the_labels_where_the_verdict_is_written():
+    from fake_judge_server import label_distribution
+
+    rows = [{"instruction": "Q", "response": "seven!!"}, {"instruction": "Q NO-LOGPROBS", "response": "four"}]
+    pairs = [{"instruction": "Which?", "responses": ["short", "much longer answer"]}]
+    backend_args = dict(concurrency=2, timeout=5, settings=GenerationSettings())
+    with FakeJudgeServer() as server:
+        backend = OpenAIBackend("toy-judge", server.url, **backend_args)
+        rated = list(score_rows(Judge(make_task("rating"), backend, scoring="logprobs"), rows))
+        judged = list(score_rows(Judge(make_task("pairwise"), backend, scoring="logprobs"), pairs))
+        sent = server.requests
+    want = sum(int(k) * p for k, p in label_distribution("7").items()) / sum(label_distribution("7").values())
+    assert rated[0]["rating"] == pytest.approx(want, abs=1e-9) and rated[0]["scoring"] == "logprobs"
+    assert "1 to 9" in sent[0][0]["content"]  # one-token labels
+    assert rated[1]["rating"] is None and "no log-probabilities" in rated[1]["error"]  # never the sampled text
+    # Both orders prefer the longer answer (response 1) with p = 0.7: P(response 0 wins) = (0.2 + 0.2) / 2.
+    assert judged[0]["winner"] == 1 and judged[0]["p_first"] == pytest.approx(0.2) and judged[0]["consistent"]
+
+
+def test_logprob_scoring_locally_matches_an_independent_forward_pass(smollm2):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rewardmill.judges.local import TransformersBackend
+
+    rows = [{"instruction": "What is 2+2?", "response": "4"}, {"instruction": "Capital of France?", "response": "Rome"}]
+    backend = TransformersBackend(str(smollm2), GenerationSettings(max_tokens=8))
+    got = list(score_rows(Judge(make_task("rating"), backend, scoring="logprobs"), rows))
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    model = AutoModelForCausalLM.from_pretrained(smollm2).eval()
+    task = make_task("rating")
+    from rewardmill.rows import row_item, Shape
+
+    for row, out in zip(rows, got):
+        (conversation,) = task.requests(row_item(row, Shape.instruction_response).item, top=9)
+        text = tok.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True) + "Rating: [["
+        ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            probs = torch.softmax(model(ids).logits[0, -1], -1)
+        label_ids = [tok.convert_tokens_to_ids(str(k)) for k in range(1, 10)]
+        p = probs[label_ids] / probs[label_ids].sum()
+        assert out["error"] is None and out["scoring"] == "logprobs"
+        assert out["rating"] == pytest.approx(float(sum((k + 1) * p[k] for k in range(9))), abs=1e-4)
+    with pytest.raises(Exception, match="applies to the rating and pairwise tasks"):
+        Judge(make_task("quality"), backend, scoring="logprobs")

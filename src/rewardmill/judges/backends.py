@@ -30,6 +30,23 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class LabelRequest:
+    """Log-probability scoring: the chat request, the text the answer is prefilled (or must be seen) up to, and
+    the single-token labels whose next-token probabilities are read there."""
+
+    conversation: Conversation
+    prefill: str
+    labels: tuple[str, ...]
+
+
+@dataclass
+class LabelDistribution:
+    probabilities: dict[str, float] | None = None  # renormalised over the labels
+    error: str | None = None
+    text: str | None = None  # what the model wrote, where the backend generated text to find the prefill
+
+
+@dataclass(frozen=True)
 class GenerationSettings:
     temperature: float = 0.0
     max_tokens: int = 1024
@@ -44,6 +61,8 @@ class Backend(Protocol):
     settings: GenerationSettings
 
     def complete(self, conversations: Sequence[Conversation]) -> list[Completion]: ...
+
+    def label_probabilities(self, requests: Sequence[LabelRequest]) -> list[LabelDistribution]: ...
 
     def describe(self) -> dict[str, str]: ...
 
@@ -69,22 +88,26 @@ class OpenAIBackend:
         return os.environ.get(self.api_key_env) or "EMPTY"
 
     def complete(self, conversations: Sequence[Conversation]) -> list[Completion]:
-        if not conversations:
-            return []
-        return asyncio.run(self._complete_all(conversations))
+        return self._run(self._one, [list(c) for c in conversations])
 
-    async def _complete_all(self, conversations: Sequence[Conversation]) -> list[Completion]:
+    def _run(self, ask, requests: list) -> list:
+        """`ask(client, request)` for every request, at most `concurrency` at once, answers in order."""
+        if not requests:
+            return []
+        return asyncio.run(self._gather(ask, requests))
+
+    async def _gather(self, ask, requests: list) -> list:
         import openai
 
         gate = asyncio.Semaphore(self.concurrency)
         async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key(), timeout=self.timeout,
                                       max_retries=self.max_retries) as client:
 
-            async def one(messages: Conversation) -> Completion:
+            async def one(request):
                 async with gate:
-                    return await self._one(client, messages)
+                    return await ask(client, request)
 
-            return list(await asyncio.gather(*(one(list(c)) for c in conversations)))
+            return list(await asyncio.gather(*(one(r) for r in requests)))
 
     async def _one(self, client, messages: Conversation) -> Completion:
         import openai
@@ -110,6 +133,39 @@ class OpenAIBackend:
             return Completion(error=_scrub(f"the server's answer could not be read ({type(error).__name__})", key),
                               retryable=True)
 
+    def label_probabilities(self, requests: Sequence[LabelRequest]) -> list[LabelDistribution]:
+        """The server generates its answer with top_logprobs; the distribution is read at the first token after
+        the answer's text reaches the prefill (chat APIs cannot be prefilled portably)."""
+        return self._run(self._labels, list(requests))
+
+    async def _labels(self, client, request: LabelRequest) -> LabelDistribution:
+        import openai
+
+        try:
+            response = await client.chat.completions.create(
+                model=self.model_name, messages=list(request.conversation), temperature=self.settings.temperature,
+                max_tokens=self.settings.max_tokens, seed=self.settings.seed, logprobs=True, top_logprobs=20,
+            )
+            choice = response.choices[0]
+            tokens = (choice.logprobs.content or []) if choice.logprobs else []
+        except openai.APIStatusError as error:
+            return LabelDistribution(error=_scrub(f"HTTP {error.status_code} from {self.base_url}: {error.message}",
+                                                  self._key()))
+        except (openai.APIError, ValueError, AttributeError, IndexError) as error:
+            return LabelDistribution(error=_scrub(f"no answer from {self.base_url} ({type(error).__name__})", self._key()))
+        text = "".join(t.token for t in tokens)
+        if not tokens:
+            return LabelDistribution(error="the server returned no log-probabilities (does it support logprobs?)",
+                                     text=choice.message.content)
+        written = ""
+        for position, token in enumerate(tokens):
+            if written.rstrip().endswith(request.prefill.strip()):
+                found = {t.token.strip(): t.logprob for t in token.top_logprobs or []}
+                return distribution(found, request.labels, text)
+            written += token.token
+        return LabelDistribution(error=f"the answer never reached {request.prefill.strip()!r}, so no label "
+                                       "probabilities could be read there", text=text)
+
     def describe(self) -> dict[str, str]:
         return {
             "backend": f"OpenAI-compatible HTTP at {self.base_url}",
@@ -123,3 +179,15 @@ class OpenAIBackend:
 
 def _scrub(message: str, key: str) -> str:
     return message.replace(key, "***") if key and key != "EMPTY" else message
+
+
+def distribution(logprobs: dict[str, float], labels: Sequence[str], text: str | None = None) -> LabelDistribution:
+    """Renormalise the labels' probabilities among themselves; an error when none of them is there."""
+    import math
+
+    present = {label: math.exp(logprobs[label]) for label in labels if label in logprobs}
+    if not present:
+        return LabelDistribution(error=f"none of the labels {', '.join(labels)} is among the next token's "
+                                       "log-probabilities", text=text)
+    total = sum(present.values())
+    return LabelDistribution({label: present.get(label, 0.0) / total for label in labels}, text=text)

@@ -17,20 +17,27 @@ from .cache import AnswerCache
 from .parsing import ParseError
 from .tasks import Task
 
+SCORINGS = ("text", "logprobs")
 REASK = ("Your answer could not be read: {problem}. Answer again, in exactly the format the instructions ask for, "
          "with nothing else.")
 
 
 class Judge:
-    def __init__(self, task: Task, backend: Backend, *, retries: int = 1, cache: AnswerCache | None = None):
+    def __init__(self, task: Task, backend: Backend, *, retries: int = 1, cache: AnswerCache | None = None,
+                 scoring: str = "text"):
         if retries < 0:
             raise OptionsError("--retries must not be negative")
+        if scoring not in SCORINGS:
+            raise OptionsError(f"--scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
+        if scoring == "logprobs" and not task.supports_logprobs:
+            raise OptionsError(f"--scoring logprobs applies to the rating and pairwise tasks, not {task.name}")
+        self.scoring = scoring
         self.task = task
         self.backend = backend
         self.retries = retries
         self.name = f"{task.name} judge ({backend.model_name})"
         self.output_names = task.output_names
-        self.item_output_names = (*task.item_output_names, "raw_output", "model_name")
+        self.item_output_names = (*task.item_output_names, "raw_output", "model_name", "scoring")
         self.cache = cache
         self.stats: Counter = Counter()
         self._answers: dict[str, Completion] = {}  # request key -> answer, for this run
@@ -61,6 +68,37 @@ class Judge:
         return [self._answers.get(k) or fresh[k] for k in keys]
 
     def score_items(self, items: Sequence[Item], on_progress: Progress | None = None) -> list[ItemResult]:
+        results = self._by_logprobs(items) if self.scoring == "logprobs" else self._by_text(items)
+        if on_progress is not None:
+            on_progress(float(len(items)))
+        return results
+
+    def _by_logprobs(self, items: Sequence[Item]) -> list[ItemResult]:
+        """Label probabilities where the answer reaches its verdict; a row without them is an error, never a
+        silent fall back to the sampled text."""
+        results: list[ItemResult] = []
+        plans = [(item, self.task.check(item)) for item in items]
+        requests = [r for item, problem in plans if not problem for r in self.task.label_requests(item)]
+        answers = iter(self.backend.label_probabilities(requests))
+        self.stats["requests"] += len(requests)
+        for item, problem in plans:
+            if problem:
+                results.append(self._failed(item, problem, []))
+                continue
+            got = [next(answers) for _ in self.task.label_requests(item)]
+            raw = [a.text for a in got]
+            failed = next((a for a in got if a.error), None)
+            if failed is not None:
+                self.stats["rows without label probabilities"] += 1
+                results.append(self._failed(item, f"log-probability scoring failed: {failed.error}", raw))
+                continue
+            result = self.task.from_distributions(item, [a.probabilities for a in got])
+            result.item_outputs.update(raw_output=self._raw(raw) if any(raw) else None,
+                                       model_name=self.backend.model_name, scoring="logprobs")
+            results.append(result)
+        return results
+
+    def _by_text(self, items: Sequence[Item]) -> list[ItemResult]:
         results: list[ItemResult | None] = [None] * len(items)
         pending: dict[int, list[Conversation]] = {}
         for i, item in enumerate(items):
@@ -99,11 +137,10 @@ class Judge:
                     else:
                         results[i] = self._failed(items[i], f"the judge's answer did not parse: {error}", raw)
                     continue
-                result.item_outputs.update(raw_output=self._raw(raw), model_name=self.backend.model_name)
+                result.item_outputs.update(raw_output=self._raw(raw), model_name=self.backend.model_name,
+                                           scoring="text")
                 results[i] = result
             pending = again
-        if on_progress is not None:
-            on_progress(float(len(items)))
         return results  # type: ignore[return-value]
 
     def _raw(self, raw: list[str | None]) -> str | list[str | None] | None:
@@ -111,7 +148,8 @@ class Judge:
 
     def _failed(self, item: Item, reason: str, raw: list[str | None]) -> ItemResult:
         return ItemResult.failed(len(item.responses), reason,
-                                 {"raw_output": self._raw(raw) if raw else None, "model_name": self.backend.model_name})
+                                 {"raw_output": self._raw(raw) if raw else None, "model_name": self.backend.model_name,
+                                  "scoring": self.scoring})
 
     def describe(self) -> dict[str, str]:
         return {**self.task.describe(), **self.backend.describe(),

@@ -16,7 +16,7 @@ import torch
 from ..engine import EngineOptions, plan_batches
 from ..loading import LoadOptions, hub_access, load_model, load_tokenizer
 from ..scorer import Conversation
-from .backends import Completion, GenerationSettings
+from .backends import Completion, GenerationSettings, LabelDistribution, LabelRequest, distribution
 
 # Generation keeps a KV cache per row and step: smaller batches than scoring.
 DEFAULT_BATCH = EngineOptions(batch_size=8, max_tokens_per_batch=4096, min_fill=0.8)
@@ -73,6 +73,29 @@ class TransformersBackend:
             pad_token_id=self.pad_id,
         )
         return [self.tokenizer.decode(row[width:], skip_special_tokens=True) for row in output]
+
+    @torch.inference_mode()
+    def label_probabilities(self, requests: Sequence[LabelRequest]) -> list[LabelDistribution]:
+        """One forward pass per request with the answer prefilled: the next-token distribution over the labels."""
+        results = []
+        for request in requests:
+            prompt = self.encode(list(request.conversation))
+            prefilled = prompt + self.tokenizer(request.prefill, add_special_tokens=False)["input_ids"]
+            label_ids = {}
+            for label in request.labels:
+                ids = self.tokenizer(request.prefill + label, add_special_tokens=False)["input_ids"]
+                head = self.tokenizer(request.prefill, add_special_tokens=False)["input_ids"]
+                if len(ids) != len(head) + 1 or ids[: len(head)] != head:
+                    results.append(LabelDistribution(error=f"the label {label!r} is not one token after "
+                                                           f"{request.prefill!r} for this tokenizer"))
+                    break
+                label_ids[label] = ids[-1]
+            else:
+                logits = self.model(input_ids=torch.tensor([prefilled], device=self.device)).logits[0, -1].float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                results.append(distribution({label: logprobs[i].item() for label, i in label_ids.items()},
+                                            request.labels))
+        return results
 
     def describe(self) -> dict[str, str]:
         return {

@@ -17,6 +17,7 @@ import jinja2
 from ..errors import OptionsError
 from ..scorer import Conversation, Item, ItemResult
 from . import parsing
+from .backends import LabelRequest
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
@@ -51,6 +52,15 @@ class Task(ABC):
 
     def describe(self) -> dict[str, str]:
         return {"task": self.name}
+
+    # Log-probability scoring, for tasks whose answer is one label from a small set of one-token labels.
+    supports_logprobs = False
+
+    def label_requests(self, item: Item) -> list[LabelRequest]:
+        raise NotImplementedError
+
+    def from_distributions(self, item: Item, distributions: list[dict[str, float]]) -> ItemResult:
+        raise NotImplementedError
 
 
 QUALITY = """Rank the following responses to one instruction by their quality: helpfulness, relevance, accuracy, \
@@ -156,7 +166,8 @@ class PairwiseTask(Task):
     """MT-Bench-style A/B verdicts, always asked in both orders; a pair whose two verdicts disagree is a tie."""
 
     name = "pairwise"
-    item_output_names = ("winner", "verdicts", "consistent")
+    item_output_names = ("winner", "verdicts", "consistent", "p_first")
+    supports_logprobs = True
 
     def check(self, item: Item) -> str | None:
         if len(item.responses) != 2:
@@ -176,7 +187,20 @@ class PairwiseTask(Task):
         consistent = first == second
         return ItemResult([{}, {}], [None, None],
                           {"winner": first if consistent else None, "verdicts": [first, second],
-                           "consistent": consistent})
+                           "consistent": consistent, "p_first": None})
+
+    def label_requests(self, item: Item) -> list[LabelRequest]:
+        return [LabelRequest(tuple(c), "[[", ("A", "B", "C")) for c in self.requests(item)]
+
+    def from_distributions(self, item: Item, distributions: list[dict[str, float]]) -> ItemResult:
+        forward, swapped = distributions
+        # Probabilities that response 0 wins, that response 1 wins, and of a tie, averaged over both orders.
+        p = {0: (forward["A"] + swapped["B"]) / 2, 1: (forward["B"] + swapped["A"]) / 2, None: (forward["C"] + swapped["C"]) / 2}
+        winner = max(p, key=lambda k: p[k])
+        first = {"A": 0, "B": 1, "C": None}[max(forward, key=forward.get)]
+        second = {"A": 1, "B": 0, "C": None}[max(swapped, key=swapped.get)]
+        return ItemResult([{}, {}], [None, None], {"winner": winner, "verdicts": [first, second],
+                                                   "consistent": first == second, "p_first": p[0]})
 
     def describe(self) -> dict[str, str]:
         return {"task": "pairwise (MT-Bench): both orders asked for every pair; winner 0 or 1 only when both "
@@ -185,7 +209,7 @@ class PairwiseTask(Task):
 
 RATING = """Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant \
 to the user question displayed below. Consider helpfulness, relevance, accuracy, depth, creativity and level of \
-detail. After a short explanation, rate the response on a scale of 1 to 10 in exactly this format: \
+detail. After a short explanation, rate the response on a scale of 1 to {{ top }} in exactly this format: \
 "Rating: [[5]]".
 
 [Question]
@@ -199,16 +223,27 @@ detail. After a short explanation, rate the response on a scale of 1 to 10 in ex
 class RatingTask(Task):
     name = "rating"
     output_names = ("rating",)
+    supports_logprobs = True
+    LOGPROB_TOP = 9  # labels 1..9 are one token each in common tokenizers; "10" often is two
 
-    def requests(self, item: Item) -> list[Conversation]:
-        return [[{"role": "user", "content": _render(RATING, instruction=_prompt_text(item), response=r)}]
+    def requests(self, item: Item, top: int = 10) -> list[Conversation]:
+        return [[{"role": "user", "content": _render(RATING, instruction=_prompt_text(item), response=r, top=top)}]
                 for r in item.responses]
+
+    def label_requests(self, item: Item) -> list[LabelRequest]:
+        labels = tuple(str(k) for k in range(1, self.LOGPROB_TOP + 1))
+        return [LabelRequest(tuple(c), "Rating: [[", labels) for c in self.requests(item, top=self.LOGPROB_TOP)]
+
+    def from_distributions(self, item: Item, distributions: list[dict[str, float]]) -> ItemResult:
+        expected = [sum(int(label) * p for label, p in d.items()) for d in distributions]
+        return ItemResult([{"rating": value} for value in expected], [None] * len(expected))
 
     def parse(self, item: Item, answers: list[str]) -> ItemResult:
         return ItemResult([{"rating": parsing.single_rating(a, (1, 10))} for a in answers], [None] * len(answers))
 
     def describe(self) -> dict[str, str]:
-        return {"task": "rating (MT-Bench single answer): 1-10 per response"}
+        return {"task": "rating (MT-Bench single answer): 1-10 per response; with log-probability scoring, the "
+                        "expected rating over the labels 1-9"}
 
 
 TASKS = {"quality": QualityTask, "ultrafeedback": UltraFeedbackTask, "pairwise": PairwiseTask, "rating": RatingTask}
