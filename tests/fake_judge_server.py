@@ -43,6 +43,24 @@ def judge_answer(messages: list[dict]) -> str:
                        for i in range(len(texts)))
 
 
+def structured_answer(messages: list[dict]) -> str:
+    """The same judgement as judge_answer, as the JSON a schema-constrained server returns."""
+    text = judge_answer(messages)
+    prompt = messages[0]["content"]
+    if "#Response [" in prompt:
+        scores = [int(x) for x in re.findall(r"Score:\*\* (\d+)", text)]
+        if "SHORT-JSON" in prompt and len(messages) == 1:
+            scores = scores[:-1]  # a server that ignores maxItems: rewardmill must notice
+        return json.dumps({"scores": scores})
+    if "[The Start of Assistant A's Answer]" in prompt:
+        tag = re.findall(r"\[\[(\w)\]\]", text)[-1]
+        return json.dumps({"winner": {"C": "tie"}.get(tag, tag)})
+    if "[The Start of Assistant's Answer]" in prompt:
+        return json.dumps({"rating": int(re.findall(r"\[\[(\d+)\]\]", text)[-1])})
+    ratings = [int(x) for x in re.findall(r"Rating: (\d+)", text)]
+    return json.dumps({"ratings": ratings, "rationales": re.findall(r"Rationale: (.*)", text)})
+
+
 def label_distribution(label: str) -> dict[str, float]:
     """The fake judge's next-token probabilities where it writes `label`: 0.6 on it, the rest on neighbours."""
     if label.isdigit():
@@ -71,6 +89,7 @@ def token_logprobs(text: str) -> dict:
 class FakeJudgeServer:
     def __init__(self, slow_seconds: float = 3.0, expect_key: str | None = None):
         self.requests: list[list[dict]] = []
+        self.formats: list[str | None] = []  # response_format type of each request
         self.per_prompt: Counter = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -108,7 +127,13 @@ class FakeJudgeServer:
                         time.sleep(server.slow_seconds)
                     if first and "MALFORMED" in prompt:
                         return self._send_raw(200, b'{"id": "x", "choices": [{"message": ')
-                    text = judge_answer(messages)
+                    kind = (body.get("response_format") or {}).get("type")
+                    if kind == "json_schema" and "NO-JSON-SCHEMA" in prompt:
+                        server.formats.append(kind)
+                        return self._send(400, {"error": {"message": "response_format type json_schema is not "
+                                                                     "supported, use json_object"}})
+                    server.formats.append(kind)
+                    text = structured_answer(messages) if kind else judge_answer(messages)
                     logprobs = token_logprobs(text) if body.get("logprobs") and "NO-LOGPROBS" not in prompt else None
                     return self._send(200, {
                         "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],

@@ -231,3 +231,32 @@ def test_logprob_scoring_locally_matches_an_independent_forward_pass(smollm2):
         assert out["rating"] == pytest.approx(float(sum((k + 1) * p[k] for k in range(9))), abs=1e-4)
     with pytest.raises(Exception, match="applies to the rating and pairwise tasks"):
         Judge(make_task("quality"), backend, scoring="logprobs")
+
+
+# ------------------------------------------------------------------------------- structured output
+
+
+def test_structured_output_asks_for_a_schema_and_checks_it_here():
+    rows = [{"instruction": "Q1", "responses": ["a", "bbb", "cc"]},
+            {"instruction": "Q2 SHORT-JSON", "responses": ["a", "bbb", "cc"]}]
+    with FakeJudgeServer() as server:
+        backend = OpenAIBackend("toy-judge", server.url, settings=GenerationSettings())
+        got = list(score_rows(Judge(make_task("quality"), backend, structured=True), rows))
+        strict = list(score_rows(Judge(make_task("quality"), OpenAIBackend("toy-judge", server.url), structured=True,
+                                       retries=0), rows[1:]))
+        formats = list(server.formats)
+        asked = server.requests[0][0]["content"]
+    assert got[0]["scores"] == [1.0, 3.0, 2.0] and got[0]["error"] is None
+    assert got[1]["scores"] == [1.0, 3.0, 2.0]  # the short list was caught and asked again
+    assert "did not parse: expected 3 scores in 'scores', found 2" in strict[0]["error"]
+    assert set(formats) == {"json_schema"} and '"maxItems": 3' in asked
+
+
+def test_structured_output_falls_back_to_json_object_on_servers_without_json_schema():
+    rows = [{"instruction": "NO-JSON-SCHEMA", "response": "seven!!"}, {"instruction": "NO-JSON-SCHEMA b", "response": "ab"}]
+    with FakeJudgeServer() as server:
+        backend = OpenAIBackend("toy-judge", server.url, concurrency=1, settings=GenerationSettings())
+        got = list(score_rows(Judge(make_task("rating"), backend, structured=True), rows))
+        formats = list(server.formats)
+    assert [r["rating"] for r in got] == [7.0, 2.0]
+    assert formats == ["json_schema", "json_object", "json_object"]  # refused once, then json_object for the run

@@ -305,6 +305,7 @@ def judge(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for one answer (retried with backoff).")] = 60.0,
     http_retries: Annotated[int, typer.Option(help="Retries of a request on 429, 5xx, timeouts and connection errors.")] = 4,
     retries: Annotated[int, typer.Option(help="Re-asks of an answer that does not parse, before the row gets an error.")] = 1,
+    structured: Annotated[bool, typer.Option("--structured", help="Ask for JSON that matches the task's schema (response_format json_schema, or json_object where the server has only that); every answer is validated here too.")] = False,
     scoring: Annotated[str, typer.Option(help="text (parse the written answer) or logprobs (rating, pairwise: the probabilities of the verdict's labels, renormalised; a backend without them gives per-row errors).")] = "text",
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.0,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens (room for the judge's reasoning).")] = 1024,
@@ -335,7 +336,7 @@ def judge(
         from .judges.cache import AnswerCache
 
         scorer = Judge(make_task(task, aspect=aspect), backend, retries=retries,
-                       cache=AnswerCache(cache) if cache else None, scoring=scoring)
+                       cache=AnswerCache(cache) if cache else None, scoring=scoring, structured=structured)
         options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), strict=strict,
                              chunk_rows=chunk_rows)
         summary = run_job(job, scorer, options, progress=progress)

@@ -60,7 +60,7 @@ class Backend(Protocol):
     model_name: str
     settings: GenerationSettings
 
-    def complete(self, conversations: Sequence[Conversation]) -> list[Completion]: ...
+    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None) -> list[Completion]: ...
 
     def label_probabilities(self, requests: Sequence[LabelRequest]) -> list[LabelDistribution]: ...
 
@@ -78,6 +78,7 @@ class OpenAIBackend:
     settings: GenerationSettings = field(default_factory=GenerationSettings)
 
     def __post_init__(self) -> None:
+        self.json_object_only = False
         if self.concurrency < 1:
             raise OptionsError("--concurrency must be at least 1")
         if self.timeout <= 0:
@@ -87,8 +88,11 @@ class OpenAIBackend:
         # Servers without authentication accept any key; the client needs a non-empty one.
         return os.environ.get(self.api_key_env) or "EMPTY"
 
-    def complete(self, conversations: Sequence[Conversation]) -> list[Completion]:
-        return self._run(self._one, [list(c) for c in conversations])
+    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None) -> list[Completion]:
+        """With `schemas`, each answer is constrained to its JSON schema (`response_format` json_schema); a server
+        that refuses json_schema gets json_object (plus the schema in llama.cpp's own field) for the rest of the run."""
+        requests = [(list(c), schemas[i] if schemas else None) for i, c in enumerate(conversations)]
+        return self._run(self._one, requests)
 
     def _run(self, ask, requests: list) -> list:
         """`ask(client, request)` for every request, at most `concurrency` at once, answers in order."""
@@ -109,15 +113,33 @@ class OpenAIBackend:
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
 
-    async def _one(self, client, messages: Conversation) -> Completion:
+    def _response_format(self, schema: dict | None) -> dict:
+        if schema is None:
+            return {}
+        if self.json_object_only:
+            return {"response_format": {"type": "json_object"}, "extra_body": {"schema": schema}}
+        return {"response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "judgement", "schema": schema, "strict": True}}}
+
+    async def _one(self, client, request: tuple[Conversation, dict | None]) -> Completion:
         import openai
 
+        messages, schema = request
         key = self._key()
         try:
-            response = await client.chat.completions.create(
-                model=self.model_name, messages=messages, temperature=self.settings.temperature,
-                max_tokens=self.settings.max_tokens, seed=self.settings.seed,
-            )
+            try:
+                response = await client.chat.completions.create(
+                    model=self.model_name, messages=messages, temperature=self.settings.temperature,
+                    max_tokens=self.settings.max_tokens, seed=self.settings.seed, **self._response_format(schema),
+                )
+            except openai.BadRequestError as error:
+                if schema is None or self.json_object_only or "json_schema" not in str(error.message):
+                    raise
+                self.json_object_only = True  # this server has json_object only (llama.cpp): use it from now on
+                response = await client.chat.completions.create(
+                    model=self.model_name, messages=messages, temperature=self.settings.temperature,
+                    max_tokens=self.settings.max_tokens, seed=self.settings.seed, **self._response_format(schema),
+                )
             text = response.choices[0].message.content
             if not isinstance(text, str):
                 return Completion(error="the server's answer has no message text", retryable=True)

@@ -14,6 +14,7 @@ from ..errors import OptionsError
 from ..scorer import Conversation, Item, ItemResult, Progress
 from .backends import Backend, Completion
 from .cache import AnswerCache
+from . import parsing
 from .parsing import ParseError
 from .tasks import Task
 
@@ -24,7 +25,7 @@ REASK = ("Your answer could not be read: {problem}. Answer again, in exactly the
 
 class Judge:
     def __init__(self, task: Task, backend: Backend, *, retries: int = 1, cache: AnswerCache | None = None,
-                 scoring: str = "text"):
+                 scoring: str = "text", structured: bool = False):
         if retries < 0:
             raise OptionsError("--retries must not be negative")
         if scoring not in SCORINGS:
@@ -32,6 +33,7 @@ class Judge:
         if scoring == "logprobs" and not task.supports_logprobs:
             raise OptionsError(f"--scoring logprobs applies to the rating and pairwise tasks, not {task.name}")
         self.scoring = scoring
+        self.structured = structured
         self.task = task
         self.backend = backend
         self.retries = retries
@@ -42,12 +44,12 @@ class Judge:
         self.stats: Counter = Counter()
         self._answers: dict[str, Completion] = {}  # request key -> answer, for this run
 
-    def _send(self, conversations: list[Conversation]) -> list[Completion]:
+    def _send(self, conversations: list[Conversation], schemas: list[dict | None]) -> list[Completion]:
         """Answers in order. A request answered before in this run, or in an earlier run with the same `cache`,
         is not sent again."""
         described = self.backend.describe()
-        keys = [json.dumps([described.get("backend"), self.backend.model_name, self.backend.settings.describe(), c],
-                           sort_keys=True) for c in conversations]
+        keys = [json.dumps([described.get("backend"), self.backend.model_name, self.backend.settings.describe(), c, s],
+                           sort_keys=True) for c, s in zip(conversations, schemas)]
         missing = list(dict.fromkeys(k for k in keys if k not in self._answers))
         self.stats["duplicate requests not sent"] += len(keys) - len(missing)
         if self.cache is not None and missing:
@@ -55,8 +57,11 @@ class Judge:
                 self._answers[key] = Completion(text)
                 self.stats["answers from the cache"] += 1
             missing = [k for k in missing if k not in self._answers]
-        by_key = dict(zip(keys, conversations))
-        fresh = dict(zip(missing, self.backend.complete([by_key[k] for k in missing])))
+        by_key = dict(zip(keys, zip(conversations, schemas)))
+        asked = [by_key[k] for k in missing]
+        answers = (self.backend.complete([c for c, _ in asked], [s for _, s in asked]) if self.structured
+                   else self.backend.complete([c for c, _ in asked]))
+        fresh = dict(zip(missing, answers))
         for key, answer in fresh.items():
             self.stats["requests"] += 1
             if answer.status is not None:
@@ -106,13 +111,14 @@ class Judge:
             if problem:
                 results[i] = self._failed(item, problem, [])
             else:
-                pending[i] = self.task.requests(item)
+                pending[i] = self._requests(item)
         for attempt in range(self.retries + 1):
             if not pending:
                 break
             order = list(pending)
             flat = [c for i in order for c in pending[i]]
-            answers = iter(self._send(flat))
+            schemas = [self.task.schema(items[i]) if self.structured else None for i in order for _ in pending[i]]
+            answers = iter(self._send(flat, schemas))
             again: dict[int, list[Conversation]] = {}
             for i in order:
                 got = [next(answers) for _ in pending[i]]
@@ -126,6 +132,10 @@ class Judge:
                         results[i] = self._failed(items[i], failed.error, raw)
                     continue
                 try:
+                    if self.structured:
+                        for answer in raw:
+                            if not any(isinstance(v, dict) for v in parsing.json_objects(answer or "")):
+                                raise ParseError("expected a JSON object, as the schema asks; found none")
                     result = self.task.parse(items[i], raw)
                 except ParseError as error:
                     self.stats["parse failures"] += 1
@@ -142,6 +152,13 @@ class Judge:
                 results[i] = result
             pending = again
         return results  # type: ignore[return-value]
+
+    def _requests(self, item: Item) -> list[Conversation]:
+        requests = self.task.requests(item)
+        if not self.structured:
+            return requests
+        ask = f"\n\nAnswer only with a JSON object that matches this JSON schema: {json.dumps(self.task.schema(item))}"
+        return [[*c[:-1], {**c[-1], "content": c[-1]["content"] + ask}] for c in requests]
 
     def _raw(self, raw: list[str | None]) -> str | list[str | None] | None:
         return raw[0] if len(raw) == 1 else raw

@@ -47,7 +47,9 @@ class TransformersBackend:
             ids = ids[1:]
         return ids
 
-    def complete(self, conversations: Sequence[Conversation]) -> list[Completion]:
+    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None) -> list[Completion]:
+        """`schemas` are not enforced while generating here (no constrained decoding); the judge validates the
+        JSON of every answer against the task's parser either way."""
         encoded = [self.encode(list(c)) for c in conversations]
         answers: list[Completion | None] = [None] * len(encoded)
         for batch in plan_batches([len(ids) for ids in encoded], self.batching):

@@ -33,6 +33,10 @@ def _prompt_text(item: Item) -> str:
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in item.prompt)
 
 
+def _object(**properties: dict) -> dict:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
 class Task(ABC):
     name: str
     output_names: tuple[str, ...] = ()  # per response
@@ -52,6 +56,10 @@ class Task(ABC):
 
     def describe(self) -> dict[str, str]:
         return {"task": self.name}
+
+    def schema(self, item: Item) -> dict:
+        """The JSON schema of an answer for this item (structured output); its parser reads such JSON."""
+        raise NotImplementedError
 
     # Log-probability scoring, for tasks whose answer is one label from a small set of one-token labels.
     supports_logprobs = False
@@ -85,6 +93,11 @@ class QualityTask(Task):
     def requests(self, item: Item) -> list[Conversation]:
         text = _render(QUALITY, instruction=_prompt_text(item), responses=item.responses, n=len(item.responses))
         return [[{"role": "user", "content": text}]]
+
+    def schema(self, item: Item) -> dict:
+        n = len(item.responses)
+        return _object(scores={"type": "array", "minItems": n, "maxItems": n,
+                               "items": {"type": "integer", "minimum": 1, "maximum": n}})
 
     def parse(self, item: Item, answers: list[str]) -> ItemResult:
         scores = parsing.indexed_scores(answers[0], len(item.responses), (1, len(item.responses)))
@@ -135,6 +148,12 @@ class UltraFeedbackTask(Task):
                        responses=item.responses)
         return [[{"role": "user", "content": text}]]
 
+    def schema(self, item: Item) -> dict:
+        n = len(item.responses)
+        return _object(ratings={"type": "array", "minItems": n, "maxItems": n,
+                                "items": {"type": "integer", "minimum": 1, "maximum": 5}},
+                       rationales={"type": "array", "minItems": n, "maxItems": n, "items": {"type": "string"}})
+
     def parse(self, item: Item, answers: list[str]) -> ItemResult:
         ratings, rationales = parsing.text_blocks(answers[0], len(item.responses), (1, 5))
         return ItemResult([{"score": r, "rationales": why} for r, why in zip(ratings, rationales)],
@@ -178,6 +197,9 @@ class PairwiseTask(Task):
         question, (a, b) = _prompt_text(item), item.responses
         return [[{"role": "user", "content": _render(PAIRWISE, instruction=question, first=x, second=y)}]
                 for x, y in ((a, b), (b, a))]
+
+    def schema(self, item: Item) -> dict:
+        return _object(winner={"type": "string", "enum": ["A", "B", "tie"]})
 
     def parse(self, item: Item, answers: list[str]) -> ItemResult:
         forward, swapped = parsing.verdict(answers[0]), parsing.verdict(answers[1])
@@ -237,6 +259,9 @@ class RatingTask(Task):
     def from_distributions(self, item: Item, distributions: list[dict[str, float]]) -> ItemResult:
         expected = [sum(int(label) * p for label, p in d.items()) for d in distributions]
         return ItemResult([{"rating": value} for value in expected], [None] * len(expected))
+
+    def schema(self, item: Item) -> dict:
+        return _object(rating={"type": "integer", "minimum": 1, "maximum": 10})
 
     def parse(self, item: Item, answers: list[str]) -> ItemResult:
         return ItemResult([{"rating": parsing.single_rating(a, (1, 10))} for a in answers], [None] * len(answers))
