@@ -22,8 +22,13 @@ def judge_answer(messages: list[dict]) -> str:
     reasked = len(messages) > 1
     if "UNPARSEABLE" in prompt and not reasked:
         return "Both responses have merits; I cannot decide."
-    if "#Response [" in prompt:
-        responses = re.findall(r"#Response \[\d+\]#:\n(.*?)\n\n", prompt, re.S)
+    if prompt.startswith("CUSTOM"):
+        answer = prompt.split("Answer: ", 1)[1].split("\n")[0]
+        if "JSON" in prompt:
+            return f'Here: {{"score": {len(answer)}, "why": "length"}}' if answer != "bad" else '{"why": "no score"}'
+        return f"Points: {len(answer)}" if answer != "bad" else "No points."
+    if "#Response [" in prompt or "#Instruction [" in prompt:
+        responses = re.findall(r"#(?:Response|Instruction) \[\d+\]#:\n(.*?)\n\n", prompt, re.S)
         ranks = sorted(range(len(responses)), key=lambda i: (len(responses[i]), i))
         scores = {i: rank + 1 for rank, i in enumerate(ranks)}
         return "Here is my ranking.\n\n" + "\n".join(f"**[{i + 1}] Score:** {scores[i]}" for i in range(len(responses)))

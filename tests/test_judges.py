@@ -260,3 +260,43 @@ def test_structured_output_falls_back_to_json_object_on_servers_without_json_sch
         formats = list(server.formats)
     assert [r["rating"] for r in got] == [7.0, 2.0]
     assert formats == ["json_schema", "json_object", "json_object"]  # refused once, then json_object for the run
+
+
+def test_complexity_rates_a_rows_instructions_and_other_scorers_refuse_such_rows(llama_dir):
+    from rewardmill import RewardModel
+
+    rows = [{"instructions": ["Say hi.", "Prove that there are infinitely many primes.", "Add 2 and 3."]}]
+    with FakeJudgeServer() as server:
+        backend = OpenAIBackend("toy-judge", server.url, settings=GenerationSettings())
+        got = list(score_rows(Judge(make_task("complexity"), backend), rows))
+        quality = list(score_rows(Judge(make_task("quality"), backend), rows))
+        prompt = server.requests[0][0]["content"]
+    assert got[0]["scores"] == [1.0, 3.0, 2.0] and got[0]["error"] is None
+    assert "#Instruction [2]#" in prompt and "complexity" in prompt
+    assert quality[0]["scores"] == [None] * 3 and "rates responses to an instruction" in quality[0]["error"]
+    scored = list(score_rows(RewardModel.from_pretrained(str(llama_dir)), rows))
+    assert scored[0]["scores"] == [None] * 3 and "complexity judge" in scored[0]["error"]
+
+
+def test_custom_task_with_a_regex_or_a_json_schema(tmp_path):
+    rows = [{"instruction": "Q", "response": "four"}, {"instruction": "Q", "response": "bad"}]
+    schema = {"type": "object", "properties": {"score": {"type": "integer"}, "why": {"type": "string"}},
+              "required": ["score", "why"]}
+    with FakeJudgeServer() as server:
+        backend = OpenAIBackend("toy-judge", server.url, settings=GenerationSettings())
+        by_regex = list(score_rows(Judge(make_task(
+            "custom", template="CUSTOM {{ instruction }}\nAnswer: {{ response }}\nGive 'Points: N'.",
+            regex=r"Points:\s*(\d+)"), backend, retries=0), rows))
+        by_schema = list(score_rows(Judge(make_task(
+            "custom", template="CUSTOM JSON {{ instruction }}\nAnswer: {{ response }}\n", schema=schema), backend,
+            retries=0), rows))
+    assert by_regex[0]["score"] == 4.0 and by_regex[0]["error"] is None
+    assert by_regex[1]["score"] is None and "does not match" in by_regex[1]["error"]
+    assert by_schema[0]["score"] == 4.0 and by_schema[0]["judgement"] == {"score": 4, "why": "length"}
+    assert "does not match the schema: 'score' is a required property" in by_schema[1]["error"]
+    from rewardmill import OptionsError
+
+    with pytest.raises(OptionsError, match="exactly one of --answer-regex and --answer-schema"):
+        make_task("custom", template="x")
+    with pytest.raises(OptionsError, match="apply to the custom task only"):
+        make_task("rating", regex="x")

@@ -296,10 +296,13 @@ def score(
 def judge(
     input: InputArg,
     output: OutputOpt,
-    task: Annotated[str, typer.Option(help="quality (instruction + responses -> scores), ultrafeedback (generations -> ratings + rationales), pairwise (two responses -> winner, both orders), rating (one response -> rating 1-10).", show_default=False)],
+    task: Annotated[str, typer.Option(help="quality (instruction + responses -> scores), complexity (instructions -> scores), ultrafeedback (generations -> ratings + rationales), pairwise (two responses -> winner, both orders), rating (one response -> rating 1-10), custom (--template with --answer-regex or --answer-schema).", show_default=False)],
     model: Annotated[str, typer.Option("--model", "-m", help="The judge model: its name on the server with --base-url, else a hub id or local directory run here with transformers.", show_default=False)],
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, Ollama, OpenAI). Without it the model runs in this process.")] = None,
     aspect: Annotated[Optional[str], typer.Option(help="ultrafeedback: overall, helpfulness, honesty, truthfulness or instruction-following.")] = None,
+    template: Annotated[Optional[str], typer.Option(help="custom task: a Jinja template (string or file) with instruction, messages and response.")] = None,
+    answer_regex: Annotated[Optional[str], typer.Option(help="custom task: a regex whose first group is the score.")] = None,
+    answer_schema: Annotated[Optional[Path], typer.Option(help="custom task: a JSON schema file the answer must match (its 'score' field is the score).")] = None,
     api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key (never printed).")] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 16,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for one answer (retried with backoff).")] = 60.0,
@@ -335,7 +338,14 @@ def judge(
                                     timeout=timeout, max_retries=http_retries, settings=settings)
         from .judges.cache import AnswerCache
 
-        scorer = Judge(make_task(task, aspect=aspect), backend, retries=retries,
+        schema = None
+        if answer_schema is not None:
+            try:
+                schema = json.loads(answer_schema.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as error:
+                raise OptionsError(f"--answer-schema {answer_schema}: {error}") from None
+        made = make_task(task, aspect=aspect, template=template, regex=answer_regex, schema=schema)
+        scorer = Judge(made, backend, retries=retries,
                        cache=AnswerCache(cache) if cache else None, scoring=scoring, structured=structured)
         options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), strict=strict,
                              chunk_rows=chunk_rows)

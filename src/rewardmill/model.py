@@ -157,6 +157,11 @@ class RewardModel:
         owners: list[tuple[int, int]] = []  # (item, response) of each encoded input
         failed = 0.0
         for i, item in enumerate(items):
+            if not item.prompt:  # an `instructions` row: there is no conversation to score
+                results[i] = ItemResult.failed(len(item.responses), "a reward model scores answers to a prompt; "
+                                               "this row has none (instructions rows are for the complexity judge)")
+                failed += 1.0
+                continue
             for k in range(len(item.responses)):
                 try:
                     encoded.append(self.adapter.encode(item.conversation(k)))

@@ -5,6 +5,7 @@ A row is a plain dict. Four shapes are read (column names configurable through `
   instruction + response  a user prompt and one answer                                  -> score
   instruction + responses a user prompt and a list of answers                           -> scores (list)
   messages + generations  the prompt conversation and a list of generated answers       -> ratings (list)
+  instructions            a list of instructions, rated on their own (complexity judge) -> scores (list)
 Shapes that fill the same output column may mix in one file: a row whose `conversation` is missing or null is
 read as instruction + response (seed 000). Problems are `RowError`s with a readable reason; the row layer
 decides whether that aborts the run (`strict`) or lands in the row's error column. Knows nothing of models.
@@ -37,11 +38,13 @@ class Shape(str, enum.Enum):
     instruction_response = "instruction+response"
     instruction_responses = "instruction+responses"
     messages_generations = "messages+generations"
+    instructions = "instructions"
 
 
 SHAPES = tuple(shape.value for shape in Shape)
 # Tried in this order when a row could match several (a row with `responses` is not a one-response row).
-DETECTION_ORDER = (Shape.conversation, Shape.messages_generations, Shape.instruction_responses, Shape.instruction_response)
+DETECTION_ORDER = (Shape.conversation, Shape.messages_generations, Shape.instruction_responses, Shape.instruction_response,
+                   Shape.instructions)
 SINGLE_RESPONSE = (Shape.conversation, Shape.instruction_response)
 
 
@@ -55,6 +58,7 @@ class Columns:
     responses: str = "responses"
     messages: str = "messages"
     generations: str = "generations"
+    instructions: str = "instructions"
     score: str = "score"
     scores: str = "scores"
     ratings: str = "ratings"
@@ -66,6 +70,7 @@ class Columns:
             Shape.instruction_response: (self.instruction, self.response),
             Shape.instruction_responses: (self.instruction, self.responses),
             Shape.messages_generations: (self.messages, self.generations),
+            Shape.instructions: (self.instructions,),
         }[shape]
 
     def output_for(self, shape: Shape) -> str:
@@ -74,6 +79,7 @@ class Columns:
             Shape.instruction_response: self.score,
             Shape.instruction_responses: self.scores,
             Shape.messages_generations: self.ratings,
+            Shape.instructions: self.scores,
         }[shape]
 
 
@@ -245,6 +251,8 @@ def row_item(row: Any, shape: Shape, columns: Columns = Columns()) -> RowItem:
     if shape is Shape.instruction_responses:
         prompt = ({"role": "user", "content": _string(row, columns.instruction)},)
         candidates, name = _list(row, columns.responses), columns.responses
+    elif shape is Shape.instructions:  # the texts rated are the instructions themselves: no prompt
+        prompt, (candidates, name) = (), (_list(row, columns.instructions), columns.instructions)
     else:
         messages = validate_messages(_list(row, columns.messages), columns.messages, must_end_with="prompt")
         prompt, (candidates, name) = tuple(messages), (_list(row, columns.generations), columns.generations)

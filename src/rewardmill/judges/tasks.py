@@ -2,6 +2,7 @@
 and the answers back into an `ItemResult`; it knows nothing of HTTP or models.
 
   quality        instruction + responses -> scores (1..n, a ranking within the row) [Deita quality scorer]
+  complexity     instructions -> scores (1..n, a ranking within the row) [Deita complexity scorer]
   ultrafeedback  instruction or messages + generations -> ratings (1..5) and rationales, for one --aspect
   pairwise       instruction + exactly two responses -> winner (0, 1 or null), asked in both orders
   rating         conversation or instruction + response -> rating (1..10) [MT-Bench single answer]
@@ -90,6 +91,9 @@ class QualityTask(Task):
     name = "quality"
     output_names = ("score",)
 
+    def check(self, item: Item) -> str | None:
+        return None if item.prompt else f"the {self.name} task rates responses to an instruction; this row has none"
+
     def requests(self, item: Item) -> list[Conversation]:
         text = _render(QUALITY, instruction=_prompt_text(item), responses=item.responses, n=len(item.responses))
         return [[{"role": "user", "content": text}]]
@@ -106,6 +110,34 @@ class QualityTask(Task):
     def describe(self) -> dict[str, str]:
         return {"task": "quality (Deita): each response scored 1..n within its row; scores rank responses of one "
                         "row and do not compare across rows"}
+
+
+COMPLEXITY = """Rank the following instructions by their complexity: how much knowledge, reasoning and effort a \
+good answer needs. Give each instruction a score from 1 (simplest) to {{ n }} (most complex); each score is used once \
+when the instructions differ in complexity.
+
+{% for instruction in responses %}#Instruction [{{ loop.index }}]#:
+{{ instruction }}
+
+{% endfor %}Answer with one line per instruction and nothing else, in this format:
+{% for instruction in responses %}[{{ loop.index }}] Complexity score: <score>
+{% endfor %}"""
+
+
+class ComplexityTask(QualityTask):
+    """Deita's complexity scorer: a row's `instructions` scored 1..n against each other."""
+
+    name = "complexity"
+
+    def check(self, item: Item) -> str | None:
+        return None if not item.prompt else "the complexity task rates instructions: give rows an 'instructions' list"
+
+    def requests(self, item: Item) -> list[Conversation]:
+        return [[{"role": "user", "content": _render(COMPLEXITY, responses=item.responses, n=len(item.responses))}]]
+
+    def describe(self) -> dict[str, str]:
+        return {"task": "complexity (Deita): each instruction of a row scored 1..n within its row; scores rank the "
+                        "instructions of one row and do not compare across rows"}
 
 
 ASPECTS = {
@@ -271,12 +303,89 @@ class RatingTask(Task):
                         "expected rating over the labels 1-9"}
 
 
-TASKS = {"quality": QualityTask, "ultrafeedback": UltraFeedbackTask, "pairwise": PairwiseTask, "rating": RatingTask}
+class CustomTask(Task):
+    """The user's own Jinja template (variables: `instruction`, `messages`, `response`; one request per response),
+    read with a regex (its first group is the score) or a JSON schema (the answer must be a JSON object valid
+    under it; its `score` field, when there is one, is the score; the whole object lands in `judgement`)."""
+
+    name = "custom"
+    output_names = ("score", "judgement")
+
+    def __init__(self, template: str, *, regex: str | None = None, schema: dict | None = None):
+        from ..adapters.chat import read_template
+
+        if (regex is None) == (schema is None):
+            raise OptionsError("the custom task needs exactly one of --answer-regex and --answer-schema")
+        self.template = read_template(template)
+        try:
+            _ENV.from_string(self.template)
+        except jinja2.TemplateSyntaxError as error:
+            raise OptionsError(f"--template is not a valid Jinja template: {error}") from None
+        self.regex, self.answer_schema = regex, schema
+        if schema is not None:
+            import jsonschema
+
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as error:
+                raise OptionsError(f"--answer-schema is not a valid JSON schema: {error.message}") from None
+
+    def requests(self, item: Item) -> list[Conversation]:
+        try:
+            return [[{"role": "user", "content": _render(self.template, instruction=_prompt_text(item),
+                                                         messages=list(item.prompt), response=r)}]
+                    for r in item.responses]
+        except jinja2.UndefinedError as error:
+            raise OptionsError(f"--template uses a variable rewardmill does not provide ({error}); it has "
+                               "instruction, messages and response") from None
+
+    def schema(self, item: Item) -> dict:
+        if self.answer_schema is None:
+            raise OptionsError("--structured with the custom task needs --answer-schema")
+        return self.answer_schema
+
+    def _one(self, answer: str) -> dict:
+        if self.regex is not None:
+            text = parsing.regex_value(answer, self.regex)
+            try:
+                return {"score": float(text), "judgement": text}
+            except ValueError:
+                raise parsing.ParseError(f"the regex matched {text!r}, which is not a number") from None
+        import jsonschema
+
+        found = [v for v in parsing.json_objects(answer) if isinstance(v, dict)]
+        if not found:
+            raise parsing.ParseError("expected a JSON object, found none")
+        try:
+            jsonschema.validate(found[-1], self.answer_schema)
+        except jsonschema.ValidationError as error:
+            raise parsing.ParseError(f"the JSON answer does not match the schema: {error.message}") from None
+        score = found[-1].get("score")
+        return {"score": float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
+                "judgement": found[-1]}
+
+    def parse(self, item: Item, answers: list[str]) -> ItemResult:
+        return ItemResult([self._one(a) for a in answers], [None] * len(answers))
+
+    def describe(self) -> dict[str, str]:
+        how = f"regex {self.regex!r}" if self.regex else "a JSON schema (validated with jsonschema)"
+        return {"task": f"custom template, one request per response, answer read with {how}"}
 
 
-def make_task(name: str, *, aspect: str | None = None) -> Task:
-    if name not in TASKS:
-        raise OptionsError(f"--task must be one of {', '.join(TASKS)}, got {name!r}")
+TASKS = {"quality": QualityTask, "complexity": ComplexityTask, "ultrafeedback": UltraFeedbackTask,
+         "pairwise": PairwiseTask, "rating": RatingTask}
+
+
+def make_task(name: str, *, aspect: str | None = None, template: str | None = None, regex: str | None = None,
+              schema: dict | None = None) -> Task:
+    if name != "custom" and name not in TASKS:
+        raise OptionsError(f"--task must be one of {', '.join([*TASKS, 'custom'])}, got {name!r}")
     if aspect is not None and name != "ultrafeedback":
         raise OptionsError(f"--aspect applies to the ultrafeedback task only, not {name}")
+    if name == "custom":
+        if template is None:
+            raise OptionsError("the custom task needs --template (a Jinja string or file)")
+        return CustomTask(template, regex=regex, schema=schema)
+    if template is not None or regex is not None or schema is not None:
+        raise OptionsError(f"--template, --answer-regex and --answer-schema apply to the custom task only, not {name}")
     return UltraFeedbackTask(aspect or "overall") if name == "ultrafeedback" else TASKS[name]()
