@@ -299,6 +299,7 @@ def judge(
     task: Annotated[str, typer.Option(help="quality (instruction + responses -> scores), complexity (instructions -> scores), ultrafeedback (generations -> ratings + rationales), pairwise (two responses -> winner, both orders), rating (one response -> rating 1-10), custom (--template with --answer-regex or --answer-schema).", show_default=False)],
     model: Annotated[str, typer.Option("--model", "-m", help="The judge model: its name on the server with --base-url, else a hub id or local directory run here with transformers.", show_default=False)],
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, Ollama, OpenAI). Without it the model runs in this process.")] = None,
+    backend: Annotated[str, typer.Option(help="auto (http with --base-url, else transformers), http, transformers, or vllm (vLLM's offline engine in this process; needs vllm installed).")] = "auto",
     aspect: Annotated[Optional[str], typer.Option(help="ultrafeedback: overall, helpfulness, honesty, truthfulness or instruction-following.")] = None,
     template: Annotated[Optional[str], typer.Option(help="custom task: a Jinja template (string or file) with instruction, messages and response.")] = None,
     answer_regex: Annotated[Optional[str], typer.Option(help="custom task: a regex whose first group is the score.")] = None,
@@ -328,14 +329,23 @@ def judge(
     try:
         job = open_job(str(input), output, split=split)
         settings = GenerationSettings(temperature=temperature, max_tokens=max_new_tokens, seed=seed)
-        if base_url is None:
+        engine = backend if backend != "auto" else ("http" if base_url else "transformers")
+        if engine not in ("http", "transformers", "vllm"):
+            raise OptionsError(f"--backend must be auto, http, transformers or vllm, got {backend!r}")
+        if (engine == "http") != (base_url is not None):
+            raise OptionsError("--base-url goes with --backend http (or auto), and only with it")
+        if engine == "http":
+            runner_backend = OpenAIBackend(model, base_url, api_key_env=api_key_env, concurrency=concurrency,
+                                           timeout=timeout, max_retries=http_retries, settings=settings)
+        elif engine == "vllm":
+            from .judges.vllm_engine import VLLMBackend
+
+            runner_backend = VLLMBackend(model, settings)
+        else:
             from .judges.local import TransformersBackend
 
             _quiet_transformers()
-            backend = TransformersBackend(model, settings)
-        else:
-            backend = OpenAIBackend(model, base_url, api_key_env=api_key_env, concurrency=concurrency,
-                                    timeout=timeout, max_retries=http_retries, settings=settings)
+            runner_backend = TransformersBackend(model, settings)
         from .judges.cache import AnswerCache
 
         schema = None
@@ -345,7 +355,7 @@ def judge(
             except (OSError, json.JSONDecodeError) as error:
                 raise OptionsError(f"--answer-schema {answer_schema}: {error}") from None
         made = make_task(task, aspect=aspect, template=template, regex=answer_regex, schema=schema)
-        scorer = Judge(made, backend, retries=retries,
+        scorer = Judge(made, runner_backend, retries=retries,
                        cache=AnswerCache(cache) if cache else None, scoring=scoring, structured=structured)
         options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), strict=strict,
                              chunk_rows=chunk_rows)
@@ -354,7 +364,7 @@ def judge(
         _fail(str(error))
         return
     counts = ", ".join(f"{name} {count}" for name, count in sorted(scorer.stats.items())) or "no requests"
-    where = f"at {base_url}" if base_url else "(local transformers)"
+    where = f"at {base_url}" if base_url else f"({runner_backend.describe()['backend']})"
     typer.echo(f"judged {summary.rows} rows in {summary.seconds:.1f} s with {model} {where} "
                f"({settings.describe()}) -> {summary.output}; {counts}", err=True)
     if summary.rows_with_errors:

@@ -250,9 +250,10 @@ class PairwiseTask(Task):
         forward, swapped = distributions
         # Probabilities that response 0 wins, that response 1 wins, and of a tie, averaged over both orders.
         p = {0: (forward["A"] + swapped["B"]) / 2, 1: (forward["B"] + swapped["A"]) / 2, None: (forward["C"] + swapped["C"]) / 2}
-        winner = max(p, key=lambda k: p[k])
         first = {"A": 0, "B": 1, "C": None}[max(forward, key=forward.get)]
         second = {"A": 1, "B": 0, "C": None}[max(swapped, key=swapped.get)]
+        # As with text verdicts, a pair whose two orders disagree is a tie; p_first keeps the soft estimate.
+        winner = max(p, key=lambda k: p[k]) if first == second else None
         return ItemResult([{}, {}], [None, None], {"winner": winner, "verdicts": [first, second],
                                                    "consistent": first == second, "p_first": p[0]})
 

