@@ -7,7 +7,9 @@ from .engine import Engine, EngineOptions
 from .errors import OptionsError, RewardmillError, RowError
 from .loading import LoadOptions, ModelLoadError
 from .model import RewardModel
+from .dpo_pipeline import open_dpo_job, run_dpo
 from .pipeline import Summary, score_file
+from .preferences import DPOColumns, DPOOptions, DPOSummary, format_dpo
 from .row_scoring import RowOptions, score_inputs, score_row_chunks, score_rows
 from .rows import Columns, Shape
 from .scorer import Item, ItemResult, Scorer
@@ -15,6 +17,9 @@ from .scorer import Item, ItemResult, Scorer
 __version__ = "0.1.0"
 __all__ = [
     "Columns",
+    "DPOColumns",
+    "DPOOptions",
+    "DPOSummary",
     "CpuOptions",
     "Engine",
     "EngineOptions",
@@ -33,6 +38,9 @@ __all__ = [
     "Shape",
     "Summary",
     "TextOptions",
+    "format_dpo",
+    "open_dpo_job",
+    "run_dpo",
     "score_file",
     "score_inputs",
     "score_row_chunks",

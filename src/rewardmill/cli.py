@@ -180,6 +180,16 @@ def _family(*, chat_template, label, alpha, token_type_ids, padding_side, reward
     }
 
 
+def _report_errors(summary, column: str) -> None:
+    """How many rows have errors, and the first few of them."""
+    if summary.rows_with_errors:
+        count = summary.rows_with_errors
+        typer.secho(f"{count} row{'s have' if count > 1 else ' has'} errors (see the '{column}' column), e.g.:",
+                    fg=typer.colors.YELLOW, err=True)
+        for message in summary.errors[:10]:
+            typer.echo(f"  {message}", err=True)
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
@@ -284,12 +294,7 @@ def score(
         f"scored {summary.rows} rows in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s) -> {summary.output}",
         err=True,
     )
-    if summary.rows_with_errors:
-        count = summary.rows_with_errors
-        typer.secho(f"{count} row{'s have' if count > 1 else ' has'} errors (see the '{columns.error}' column), e.g.:",
-                    fg=typer.colors.YELLOW, err=True)
-        for message in summary.errors[:10]:
-            typer.echo(f"  {message}", err=True)
+    _report_errors(summary, columns.error)
 
 
 @app.command()
@@ -367,11 +372,72 @@ def judge(
     where = f"at {base_url}" if base_url else f"({runner_backend.describe()['backend']})"
     typer.echo(f"judged {summary.rows} rows in {summary.seconds:.1f} s with {model} {where} "
                f"({settings.describe()}) -> {summary.output}; {counts}", err=True)
-    if summary.rows_with_errors:
-        typer.secho(f"{summary.rows_with_errors} row(s) have errors (see the 'error' column), e.g.:",
-                    fg=typer.colors.YELLOW, err=True)
-        for message in summary.errors[:10]:
-            typer.echo(f"  {message}", err=True)
+    _report_errors(summary, "error")
+
+
+@app.command()
+def dpo(
+    input: InputArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the pairs: .jsonl, .json, .parquet or .csv, or a new folder name for a saved datasets directory (datasets.load_from_disk).", show_default=False)],
+    strategy: Annotated[str, typer.Option(help="best-worst (seed 004), best-random (the best against a random lower-rated one), all-pairs (every pair above --min-margin), top-k (the -k pairs with the largest margins).")] = "best-worst",
+    min_margin: Annotated[float, typer.Option(help="A pair needs ratings that differ by more than this; rows with no such pair are ties, skipped and counted.")] = 0.0,
+    k: Annotated[int, typer.Option("-k", help="top-k: pairs per row.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of best-random's choice (the result is deterministic for a seed).")] = 0,
+    trl: Annotated[bool, typer.Option("--trl", help="TRL's conversational layout: prompt = the prompt messages, chosen/rejected = the assistant message alone.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Rate the generations first: a reward model (any family `score` takes), or the judge model with --judge-task.")] = None,
+    judge_task: Annotated[Optional[str], typer.Option(help="Rate with an LLM judge instead of a reward model: ultrafeedback (or another task giving one score per generation).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="With --judge-task: an OpenAI-compatible server (else the judge runs locally).")] = None,
+    aspect: Annotated[Optional[str], typer.Option(help="With --judge-task ultrafeedback: the aspect to rate.")] = None,
+    kind: KindOpt = Kind("auto"),
+    trust_remote_code: RemoteOpt = False,
+    dtype: DTypeOpt = DTypeChoice("default"),
+    batch_size: BatchOpt = None,
+    max_length: MaxLenOpt = None,
+    ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Ratings, one per generation (read, or written when -m rates first).")] = "ratings",
+    messages_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Chat rows: the prompt conversation.")] = "messages",
+    instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Text rows: the instruction.")] = "instruction",
+    system_prompt_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Text rows: an optional system prompt.")] = "system_prompt",
+    generations_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="The generations to pair.")] = "generations",
+    generation_models_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Optional: the model of each generation.")] = "generation_models",
+    split: SplitOpt = None,
+    chunk_rows: ChunkOpt = 2048,
+) -> None:
+    """Build a DPO preference dataset from rated generations (rating them first with -m when asked)."""
+    from .dpo_pipeline import open_dpo_job, run_dpo
+    from .preferences import DPOColumns, DPOOptions
+
+    try:
+        columns = DPOColumns(messages=messages_column, instruction=instruction_column,
+                             system_prompt=system_prompt_column, generations=generations_column,
+                             generation_models=generation_models_column, ratings=ratings_column)
+        options = DPOOptions(strategy=strategy, min_margin=min_margin, k=k, seed=seed, trl=trl, columns=columns)
+        job = open_dpo_job(str(input), output, split=split)
+        scorer = None
+        if judge_task is not None:
+            from .judges import GenerationSettings, Judge, OpenAIBackend, make_task
+
+            if model is None:
+                raise OptionsError("--judge-task needs -m, the judge model")
+            if base_url:
+                judge_backend = OpenAIBackend(model, base_url, settings=GenerationSettings())
+            else:
+                from .judges.local import TransformersBackend
+
+                judge_backend = TransformersBackend(model, GenerationSettings())
+            scorer = Judge(make_task(judge_task, aspect=aspect), judge_backend)
+        elif model is not None:
+            _quiet_transformers()
+            scorer = ModelArgs(model, kind=kind.value, load=LoadOptions(dtype=dtype.value, trust_remote_code=trust_remote_code),
+                               text=TextOptions(max_length=max_length), engine=EngineOptions(batch_size=batch_size)).scorer()
+        summary = run_dpo(job, options, scorer, chunk_rows=chunk_rows)
+    except RewardmillError as error:
+        _fail(str(error))
+        return
+    skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(summary.skipped.items())) or "none"
+    typer.echo(f"{summary.rows} rows in, {summary.pairs} pairs out -> {output}; rows skipped: {skipped}; "
+               f"rating margins: {summary.margin_summary()}", err=True)
+    for message in summary.errors[:10]:
+        typer.echo(f"  {message}", err=True)
 
 
 @app.command()

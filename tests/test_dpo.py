@@ -1,0 +1,151 @@
+"""DPO formatting (seed 004), pair strategies, the skip and error cases, and `rewardmill dpo` end to end."""
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from rewardmill.cli import app
+from rewardmill.preferences import SKIP_FEW, SKIP_TIE, DPOOptions, DPOSummary, format_dpo
+
+runner = CliRunner()
+Q = "What's 2+2?"
+
+
+def test_seed_004_example_exactly():
+    row = {"messages": [{"role": "user", "content": Q}], "generations": ["4", "5", "6"], "ratings": [1, 0, -1]}
+    (out,) = list(format_dpo([row]))
+    assert out == {
+        "messages": [{"role": "user", "content": Q}],
+        "generations": ["4", "5", "6"],
+        "ratings": [1, 0, -1],
+        "prompt": Q,
+        "prompt_id": "7762ecf17ad41479767061a8f4a7bfa3b63d371672af5180872f9b82b4cd4e29",
+        "chosen": [{"role": "user", "content": Q}, {"role": "assistant", "content": "4"}],
+        "chosen_rating": 1,
+        "rejected": [{"role": "user", "content": Q}, {"role": "assistant", "content": "6"}],
+        "rejected_rating": -1,
+    }
+
+
+def test_text_variant_with_and_without_a_system_prompt_and_models():
+    rows = [{"instruction": Q, "generations": ["4", "5"], "ratings": [2, 1], "generation_models": ["m1", "m2"]},
+            {"instruction": Q, "system_prompt": "Be brief.", "generations": ["4", "5"], "ratings": [1, 2]}]
+    plain, system = list(format_dpo(rows))
+    assert plain["chosen"] == [{"role": "user", "content": Q}, {"role": "assistant", "content": "4"}]
+    assert (plain["chosen_model"], plain["rejected_model"]) == ("m1", "m2")
+    assert system["chosen"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": Q},
+                                {"role": "assistant", "content": "5"}]
+    assert system["prompt"] == Q and system["prompt_id"] == plain["prompt_id"]  # the hash is of the user message
+    assert "chosen_model" not in system
+
+
+def test_multi_turn_prompt_is_the_last_user_message():
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "first"},
+                {"role": "assistant", "content": "ok"}, {"role": "user", "content": "second"}]
+    (out,) = list(format_dpo([{"messages": messages, "generations": ["a", "b"], "ratings": [1, 0]}]))
+    assert out["prompt"] == "second" and out["chosen"][:4] == messages
+
+
+CASES = [
+    ({"generations": ["a", "b", "c"], "ratings": [3, 3, 3]}, SKIP_TIE),
+    ({"generations": ["a", "b"], "ratings": [2, 1.5]}, None),  # margin 0.5 > 0.4: a pair
+    ({"generations": ["a", "b"], "ratings": [2, 1.7]}, SKIP_TIE),  # within --min-margin 0.4
+    ({"generations": ["a", "b", "c"], "ratings": [None, 2, 1]}, None),
+    ({"generations": ["a", "b", "c"], "ratings": [float("nan"), 2, 1]}, None),
+    ({"generations": ["a", "b"], "ratings": [None, 1]}, SKIP_FEW),
+    ({"generations": ["a"], "ratings": [5]}, SKIP_FEW),
+    ({"generations": ["a", "b"], "ratings": [None, None]}, SKIP_FEW),
+    ({"generations": ["a", "b", "c"], "ratings": [1, 2]}, "row 0: 3 generations but 2 ratings"),
+    ({"messages": [{"role": "system", "content": "S"}], "generations": ["a", "b"], "ratings": [1, 0]},
+     "row 0: field 'messages' has no user message"),
+    ({"messages": None, "generations": ["a", "b"], "ratings": [1, 0]}, "row 0: missing field 'messages'"),
+]
+
+
+@pytest.mark.parametrize("row,expected", CASES)
+def test_ties_missing_ratings_and_bad_rows(row, expected):
+    row = {"messages": [{"role": "user", "content": Q}], **row}
+    summary = DPOSummary()
+    out = list(format_dpo([row], DPOOptions(min_margin=0.4), summary))
+    if expected is None:
+        assert len(out) == 1 and out[0]["chosen"] != out[0]["rejected"] and summary.pairs == 1
+        assert not (isinstance(out[0]["rejected_rating"], float) and math.isnan(out[0]["rejected_rating"]))
+    elif expected in (SKIP_TIE, SKIP_FEW):
+        assert out == [] and summary.skipped == {expected: 1}
+    else:
+        assert out == [] and summary.skipped == {"error": 1} and summary.errors[0].startswith(expected)
+
+
+def test_first_in_input_order_wins_among_equal_ratings():
+    (out,) = list(format_dpo([{"instruction": Q, "generations": ["a", "b", "c", "d"], "ratings": [5, 1, 5, 1]}]))
+    assert out["chosen"][-1]["content"] == "a" and out["rejected"][-1]["content"] == "b"
+
+
+def test_strategies_are_deterministic_and_never_pair_a_tie():
+    row = {"instruction": Q, "generations": ["a", "b", "c", "d"], "ratings": [4, 3, 3, 1]}
+
+    def pairs(**options):
+        return [(o["chosen"][-1]["content"], o["rejected"][-1]["content"]) for o in format_dpo([row], DPOOptions(**options))]
+
+    assert pairs() == [("a", "d")]
+    assert pairs(strategy="all-pairs") == [("a", "b"), ("a", "c"), ("a", "d"), ("b", "d"), ("c", "d")]
+    assert pairs(strategy="all-pairs", min_margin=1.5) == [("a", "d"), ("b", "d"), ("c", "d")]
+    assert pairs(strategy="top-k", k=2) == [("a", "d"), ("b", "d")]
+    randoms = [pairs(strategy="best-random", seed=s) for s in range(8)]
+    assert all(p[0][0] == "a" and p[0][1] in "bcd" for p in randoms) and len({p[0] for p in randoms}) > 1
+    assert randoms == [pairs(strategy="best-random", seed=s) for s in range(8)]  # same seed, same choice
+
+
+def test_dpo_command_rates_with_a_reward_model_and_writes_a_dataset(tmp_path, model_dirs):
+    import datasets
+
+    from rewardmill import RewardModel
+
+    rows = [
+        {"id": 0, "messages": [{"role": "user", "content": "Capital of France?"}],
+         "generations": ["Paris.", "Lyon, I think.", "It is Paris, the capital."]},
+        {"id": 1, "instruction": "Say hi", "system_prompt": "Be brief.", "generations": ["hi", "hello there"]},
+        {"id": 2, "instruction": "Same", "generations": ["x", "x"]},  # identical answers: a tie, no pair
+        {"id": 3, "instruction": "One", "generations": ["only"]},
+    ]
+    source = tmp_path / "gens.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "dpo-dataset"
+    result = runner.invoke(app, ["dpo", str(source), "-m", str(model_dirs["qwen2"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "4 rows in, 2 pairs out" in result.output and "tie" in result.output and SKIP_FEW in result.output
+    loaded = datasets.load_from_disk(str(out))
+    assert loaded.num_rows == 2 and loaded[0]["id"] == 0 and loaded[1]["id"] == 1
+    rm = RewardModel.from_pretrained(str(model_dirs["qwen2"]))
+    for pair in loaded:
+        assert pair["chosen_rating"] > pair["rejected_rating"]
+        chosen = rm.score([pair["chosen"]])[0]
+        assert chosen == pytest.approx(pair["chosen_rating"], abs=1e-5)  # the ratings are the model's scores
+    assert loaded[1]["chosen"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_trl_layout_passes_trls_own_checks(tmp_path, model_dirs):
+    trl_data = pytest.importorskip("trl.data_utils")
+    from transformers import AutoTokenizer
+
+    rows = [{"messages": [{"role": "user", "content": Q}], "generations": ["4", "5"], "ratings": [1, 0]}]
+    source = tmp_path / "rated.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "trl.jsonl"
+    result = runner.invoke(app, ["dpo", str(source), "--trl", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    example = json.loads(out.read_text())
+    assert example["prompt"] == [{"role": "user", "content": Q}]
+    assert example["chosen"] == [{"role": "assistant", "content": "4"}]
+    assert trl_data.is_conversational(example)
+    tokenizer = AutoTokenizer.from_pretrained(model_dirs["qwen2"])
+    rendered = trl_data.maybe_apply_chat_template(
+        {k: example[k] for k in ("prompt", "chosen", "rejected")}, tokenizer)
+    assert rendered["prompt"].endswith("<|im_start|>assistant\n") and rendered["chosen"].startswith("4")
+
+
+def test_format_dpo_takes_keywords():
+    row = {"instruction": Q, "generations": ["a", "b", "c"], "ratings": [3, 2, 1]}
+    assert len(list(format_dpo([row], strategy="all-pairs"))) == 3
