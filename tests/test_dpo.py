@@ -149,3 +149,19 @@ def test_trl_layout_passes_trls_own_checks(tmp_path, model_dirs):
 def test_format_dpo_takes_keywords():
     row = {"instruction": Q, "generations": ["a", "b", "c"], "ratings": [3, 2, 1]}
     assert len(list(format_dpo([row], strategy="all-pairs"))) == 3
+
+
+def test_dpo_command_rates_with_a_judge(tmp_path):
+    from fake_judge_server import FakeJudgeServer
+
+    rows = [{"id": 0, "messages": [{"role": "user", "content": "Q"}], "generations": ["bb", "a", "cccc"]}]
+    source = tmp_path / "gens.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "dpo.jsonl"
+    with FakeJudgeServer() as server:
+        result = runner.invoke(app, ["dpo", str(source), "--judge-task", "ultrafeedback", "-m", "toy-judge",
+                                     "--base-url", server.url, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    (pair,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert pair["ratings"] == [2.0, 1.0, 3.0]  # the judge's ratings, written before the pairs are chosen
+    assert pair["chosen"][-1]["content"] == "cccc" and pair["rejected"][-1]["content"] == "a"
