@@ -9,6 +9,7 @@ forward pass in the shape range where the hardware is efficient. Results come ba
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -113,12 +114,29 @@ def read(outputs: dict[str, torch.Tensor]) -> list[dict[str, float]]:
     return [{name: values[row] for name, values in columns.items()} for row in range(rows)]
 
 
+@dataclass(frozen=True)
+class Failure:
+    """An item the engine could not score, and why."""
+
+    reason: str
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, a CPU allocation failure (MemoryError, or torch's RuntimeError saying so)."""
+    if isinstance(error, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "failed to allocate" in text
+                                                or "can't allocate memory" in text)
+
+
 class Engine:
     """Batches encoded items through one adapter. `step` runs one batch; `run` plans and steps a whole list."""
 
     def __init__(self, adapter: Adapter, options: EngineOptions = EngineOptions()):
         self.adapter = adapter
         self.options = options.for_device(adapter.device)
+        self._warned = False
 
     def plan(self, items: Sequence[Encoded]) -> list[list[int]]:
         return plan_batches([len(item) for item in items], self.options)
@@ -132,12 +150,37 @@ class Engine:
 
     def run(
         self, items: Sequence[Encoded], on_batch: Callable[[list[int]], None] | None = None
-    ) -> list[dict[str, float]]:
-        """Score encoded items; returns one {output name: value} dict per item, in input order."""
-        results: list[dict[str, float] | None] = [None] * len(items)
+    ) -> list[dict[str, float] | Failure]:
+        """Score encoded items; returns one {output name: value} dict per item, in input order, or a `Failure`
+        for an item that could not be scored even alone. A batch that raises is split in half and each half
+        retried, down to single items, so one bad row never takes its neighbours down; a batch that runs out of
+        memory also lowers the token budget for the rest of the run (said once, as a warning)."""
+        results: list[dict[str, float] | Failure | None] = [None] * len(items)
         for indices in self.plan(items):
-            for index, result in zip(indices, self.step([items[i] for i in indices])):
+            for index, result in self._settle(items, indices).items():
                 results[index] = result
             if on_batch is not None:
                 on_batch(indices)
         return results  # type: ignore[return-value]
+
+    def _settle(self, items: Sequence[Encoded], indices: list[int]) -> dict[int, dict[str, float] | Failure]:
+        try:
+            return dict(zip(indices, self.step([items[i] for i in indices])))
+        except Exception as error:  # the model's own code may raise anything; a bug shows as every row failing
+            out_of_memory = is_out_of_memory(error)
+            if len(indices) == 1:
+                what = "out of memory even alone" if out_of_memory else f"{type(error).__name__}: {error}"
+                return {indices[0]: Failure(f"scoring failed ({len(items[indices[0]])} tokens): {what}")}
+            if out_of_memory:
+                self._lower_budget(len(indices) * max(len(items[i]) for i in indices))
+        half = len(indices) // 2
+        return {**self._settle(items, indices[:half]), **self._settle(items, indices[half:])}
+
+    def _lower_budget(self, failed_tokens: int) -> None:
+        budget = max(1, min(self.options.max_tokens_per_batch, failed_tokens) // 2)
+        if budget < self.options.max_tokens_per_batch:
+            self.options = EngineOptions(self.options.batch_size, budget, self.options.min_fill)
+            if not self._warned:
+                warnings.warn(f"a batch ran out of memory: it was split and retried, and batches are now at most "
+                              f"{budget} padded tokens for the rest of the run", RuntimeWarning, stacklevel=3)
+                self._warned = True

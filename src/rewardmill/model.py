@@ -16,7 +16,7 @@ from . import cpu
 from .adapters import Adapter, FamilyOptions, Plan, TextOptions, adapter_for, plan_model
 from .adapters.base import Encoded
 from .cpu import CpuOptions
-from .engine import Engine, EngineOptions
+from .engine import Engine, EngineOptions, Failure
 from .defaults import installed_weights
 from .errors import OptionsError, RowError
 from .loading import (
@@ -172,7 +172,10 @@ class RewardModel:
         report(failed + sum(1.0 for item in items if not item.responses))
         outputs = self.engine.run(encoded, on_batch=lambda batch: report(sum(share[owners[j][0]] for j in batch)))
         for (i, k), output in zip(owners, outputs):
-            results[i].outputs[k] = output
+            if isinstance(output, Failure):
+                results[i].errors[k] = output.reason
+            else:
+                results[i].outputs[k] = output
         return results
 
     def score(self, inputs: Sequence[Conversation | dict | tuple[str, str]]) -> list[float]:

@@ -1,0 +1,84 @@
+"""Failures while scoring (issue 17, in part): a batch that raises is bisected so that only the failing row gets an
+error and the others are scored as alone; a batch that runs out of memory is split and the token budget lowered."""
+
+import warnings
+
+import pytest
+import torch
+from sample_data import conversations
+
+from rewardmill import RewardModel, score_rows
+
+CONVS = conversations(12, seed=21)
+
+
+@pytest.fixture
+def model(model_dirs):
+    return RewardModel.from_pretrained(str(model_dirs["qwen2"]), batch_size=16)
+
+
+def reference(model_dirs):
+    return RewardModel.from_pretrained(str(model_dirs["qwen2"]), batch_size=1).score(CONVS)
+
+
+def test_a_row_that_makes_the_model_raise_fails_alone(model, model_dirs, monkeypatch):
+    want = reference(model_dirs)
+    bad = model.adapter.encode(CONVS[5]).input_ids
+    forward = model.adapter.forward
+    calls = []
+
+    def flaky(batch):
+        calls.append(len(batch.items))
+        if any(item.input_ids == bad for item in batch.items):
+            raise ValueError("boom in the model's code")
+        return forward(batch)
+
+    monkeypatch.setattr(model.adapter, "forward", flaky)
+    rows = list(score_rows(model, [{"id": i, "conversation": c} for i, c in enumerate(CONVS)]))
+    assert rows[5]["score"] is None
+    assert rows[5]["error"].startswith("row 5: scoring failed (") and "ValueError: boom in the model's code" in rows[5]["error"]
+    for i, row in enumerate(rows):
+        if i != 5:
+            assert row["error"] is None and row["score"] == pytest.approx(want[i], abs=1e-5)
+    assert 1 in calls and max(calls) > 1  # bisected down to the single bad row
+
+
+def test_out_of_memory_splits_the_batch_and_lowers_the_budget(model_dirs, monkeypatch):
+    want = reference(model_dirs)
+    model = RewardModel.from_pretrained(str(model_dirs["qwen2"]), batch_size=16, min_fill=0.0)  # wide batches
+    forward = model.adapter.forward
+    seen = []
+    before = model.engine.options.max_tokens_per_batch
+
+    def small_memory(batch):
+        seen.append(len(batch.items))
+        if len(batch.items) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(batch)
+
+    monkeypatch.setattr(model.adapter, "forward", small_memory)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = model.score(CONVS)
+    assert got == pytest.approx(want, abs=1e-5)
+    assert max(seen) > 2 and model.engine.options.max_tokens_per_batch < before
+    assert sum("ran out of memory" in str(w.message) for w in caught) == 1  # said once
+
+
+def test_a_row_too_big_even_alone_gets_an_error(model, monkeypatch):
+    longest = max(range(len(CONVS)), key=lambda i: len(model.adapter.encode(CONVS[i]).input_ids))
+    limit = len(model.adapter.encode(CONVS[longest]).input_ids)
+    forward = model.adapter.forward
+
+    def tight(batch):
+        if batch.input_ids.shape[1] >= limit:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 123 bytes")
+        return forward(batch)
+
+    monkeypatch.setattr(model.adapter, "forward", tight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = list(score_rows(model, [{"conversation": c} for c in CONVS]))
+    assert "out of memory even alone" in rows[longest]["error"]
+    assert sum(r["error"] is not None for r in rows) == sum(
+        len(model.adapter.encode(c).input_ids) >= limit for c in CONVS)
