@@ -91,17 +91,25 @@ def _count_lines(path: Path) -> int:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
+    """One row per non-blank line; a line that is not UTF-8, not JSON, too deeply nested or not an object becomes
+    an `UnreadableRow` (that row's error), never a crash of the whole run."""
     import gzip
 
     opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as error:
+                yield UnreadableRow(f"line {number} is not valid UTF-8 (byte {error.start})", line=number)
+                continue
             except json.JSONDecodeError as error:
                 yield UnreadableRow(f"line {number} is not valid JSON ({error.msg})", line=number)
+                continue
+            except RecursionError:
+                yield UnreadableRow(f"line {number} is JSON nested too deeply to read", line=number)
                 continue
             if not isinstance(value, dict):
                 yield UnreadableRow(f"line {number} is a JSON {type(value).__name__}, not an object", line=number)
