@@ -7,7 +7,7 @@ import random
 import pytest
 from typer.testing import CliRunner
 
-from rewardmill import LengthScorer, RewardModel, score_rows
+from rewardmill import RewardModel, score_rows
 from rewardmill.cli import app
 
 runner = CliRunner()
