@@ -239,6 +239,7 @@ def score(
     split: SplitOpt = None,
     chunk_rows: ChunkOpt = 2048,
     progress: ProgressOpt = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Folder of a score cache (SQLite) reused across runs: an input already scored by the same model and settings is not scored again.", rich_help_panel=ENGINE)] = None,
     conversation_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: list of {role, content} ending with an assistant turn.")] = "conversation",
     instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the user prompt.")] = "instruction",
     response_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: one response to the instruction.")] = "response",
@@ -283,7 +284,12 @@ def score(
             engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch),
             cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
         )
-        summary = run_job(job, args.scorer(), row_options, progress=progress)
+        scorer = args.scorer()
+        if cache is not None:
+            if not hasattr(scorer, "use_cache"):
+                raise OptionsError(f"--cache applies to reward models, not the {model} baseline")
+            scorer.use_cache(cache)
+        summary = run_job(job, scorer, row_options, progress=progress)
     except RewardmillError as error:
         _fail(str(error))
         return
@@ -351,7 +357,7 @@ def judge(
 
             _quiet_transformers()
             runner_backend = TransformersBackend(model, settings)
-        from .judges.cache import AnswerCache
+        from .cache import answer_cache
 
         schema = None
         if answer_schema is not None:
@@ -361,7 +367,7 @@ def judge(
                 raise OptionsError(f"--answer-schema {answer_schema}: {error}") from None
         made = make_task(task, aspect=aspect, template=template, regex=answer_regex, schema=schema)
         scorer = Judge(made, runner_backend, retries=retries,
-                       cache=AnswerCache(cache) if cache else None, scoring=scoring, structured=structured)
+                       cache=answer_cache(cache) if cache else None, scoring=scoring, structured=structured)
         options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), strict=strict,
                              chunk_rows=chunk_rows)
         summary = run_job(job, scorer, options, progress=progress)

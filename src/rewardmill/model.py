@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from . import cpu
 from .adapters import Adapter, FamilyOptions, Plan, TextOptions, adapter_for, plan_model
 from .adapters.base import Encoded
+from .cache import ResultCache
 from .cpu import CpuOptions
 from .engine import Engine, EngineOptions, Failure
 from .defaults import installed_weights
@@ -56,6 +58,30 @@ class RewardModel:
         self.plan = plan
         self.cpu_choice = cpu_choice
         self.engine = Engine(adapter, engine_options)
+        self.cache: ResultCache | None = None  # `use_cache(folder)`: scores reused across runs
+
+    def use_cache(self, folder: str | Path) -> RewardModel:
+        """Reuse scores across runs: keyed by this model's fingerprint and each input's token ids."""
+        from .cache import score_cache
+
+        self.cache = score_cache(folder)
+        return self
+
+    @property
+    def fingerprint(self) -> str:
+        """Everything a score depends on besides the token ids: the model and its weights, dtype, family, the
+        family's options and the outputs read."""
+        model = self.adapter.model
+        config = getattr(model, "config", None)
+        source = Path(getattr(config, "_name_or_path", "") or "")
+        weights = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in source.glob("*")
+                         if f.suffix in (".safetensors", ".bin", ".pt")) if source.is_dir() else []
+        return json.dumps({
+            "model": self.name, "commit": getattr(config, "_commit_hash", None), "weights": weights,
+            "dtype": str(next(model.parameters()).dtype), "kind": getattr(self.adapter, "kind", None),
+            "options": repr(self.adapter.options), "outputs": self.output_names,
+            "pad": self.adapter.pad_token_id, "side": self.adapter.padding_side,
+        }, sort_keys=True, default=str)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -170,8 +196,21 @@ class RewardModel:
                     results[i].errors[k] = error.reason
                     failed += share[i]
         report(failed + sum(1.0 for item in items if not item.responses))
-        outputs = self.engine.run(encoded, on_batch=lambda batch: report(sum(share[owners[j][0]] for j in batch)))
-        for (i, k), output in zip(owners, outputs):
+        cached: dict[int, dict] = {}
+        if self.cache is not None:
+            fingerprint = self.fingerprint
+            keys = [fingerprint + json.dumps([e.input_ids, e.token_type_ids]) for e in encoded]
+            hits = self.cache.get_many(keys)
+            cached = {j: json.loads(hits[key]) for j, key in enumerate(keys) if key in hits}
+            report(sum(share[owners[j][0]] for j in cached))
+        todo = [j for j in range(len(encoded)) if j not in cached]
+        outputs = self.engine.run([encoded[j] for j in todo],
+                                  on_batch=lambda batch: report(sum(share[owners[todo[b]][0]] for b in batch)))
+        fresh = dict(zip(todo, outputs))
+        if self.cache is not None:
+            self.cache.put_many({keys[j]: json.dumps(o) for j, o in fresh.items() if not isinstance(o, Failure)})
+        for j, (i, k) in enumerate(owners):
+            output = cached[j] if j in cached else fresh[j]
             if isinstance(output, Failure):
                 results[i].errors[k] = output.reason
             else:

@@ -1,7 +1,7 @@
 """`Judge`: an LLM judge as a `Scorer`. A task turns items into chat requests; the backend answers them; the
 task parses the answers. Identical requests are sent once per run. An answer that does not parse is asked again
 (the answer and what was wrong with it are sent back) up to `retries` times, then the item fails with the parse
-error and its raw output kept. With an `AnswerCache`, answers are also reused across runs. Counts of requests, retries, parse failures and HTTP errors are kept in `stats`.
+error and its raw output kept. With a `ResultCache` (`cache.answer_cache(folder)`), answers are also reused across runs. Counts of requests, retries, parse failures and HTTP errors are kept in `stats`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..errors import OptionsError
 from ..scorer import Conversation, Item, ItemResult, Progress
 from .backends import Backend, Completion
-from .cache import AnswerCache
+from ..cache import ResultCache
 from . import parsing
 from .parsing import ParseError
 from .tasks import Task
@@ -24,7 +24,7 @@ REASK = ("Your answer could not be read: {problem}. Answer again, in exactly the
 
 
 class Judge:
-    def __init__(self, task: Task, backend: Backend, *, retries: int = 1, cache: AnswerCache | None = None,
+    def __init__(self, task: Task, backend: Backend, *, retries: int = 1, cache: ResultCache | None = None,
                  scoring: str = "text", structured: bool = False):
         if retries < 0:
             raise OptionsError("--retries must not be negative")
