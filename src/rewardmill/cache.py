@@ -5,7 +5,9 @@ for reward-model scores (`--cache DIR`). Only results that came back are stored,
 from __future__ import annotations
 
 import hashlib
+import random
 import sqlite3
+import time
 from pathlib import Path
 
 
@@ -14,9 +16,18 @@ class ResultCache:
         self.path = Path(folder) / f"{name}.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self.db.commit()
+        # Switching to WAL needs a moment alone with the file: another process opening it at the same instant
+        # gets "database is locked" at once (the busy timeout does not cover it), so try again for a while.
+        for attempt in range(100):
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                self.db.commit()
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == 99:
+                    raise
+                time.sleep(0.05 + random.random() * 0.1)
 
     @staticmethod
     def digest(key: str) -> str:
