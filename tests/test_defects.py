@@ -99,7 +99,7 @@ def test_a_small_lead_does_not_change_the_kernel(monkeypatch):
     if not cpu.onednn_available():
         pytest.skip("oneDNN is not available in this torch build")
     model = torch.nn.Sequential(torch.nn.Linear(16, 16))
-    _timed_kernels(monkeypatch, 10.0, lambda n: 9.6)  # 4% faster: within noise, keep torch's kernel
+    _timed_kernels(monkeypatch, 10.0, lambda n: 9.8)  # 2% faster: within noise, keep torch's kernel
     choice = cpu.choose(model, cpu.CpuOptions(kernel="auto"))
     assert choice.kernel == "torch" and "forward" not in vars(model[0])
 
