@@ -37,7 +37,8 @@ def test_quality_judge_survives_faults_and_keeps_every_row(tmp_path, monkeypatch
         result = runner.invoke(app, ["judge", str(source), "--task", "quality", "-m", "toy-judge", "--base-url",
                                      server.url, "-o", str(out), "--api-key-env", "JUDGE_KEY", "--concurrency", "8",
                                      "--timeout", "1", "--chunk-rows", "50"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # the 400s are failures while judging: written, then exit 3
+    assert "2 x HTTP 400" in result.output
     assert SECRET not in result.output and SECRET not in out.read_text()
     got = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in got] == list(range(41))  # none lost, none duplicated, input order
@@ -150,8 +151,8 @@ def test_local_judge_with_smollm2_is_deterministic_and_batch_invariant(smollm2, 
     for name in ("a.jsonl", "b.jsonl"):
         out = tmp_path / name
         result = runner.invoke(app, ["judge", str(source), "--task", "rating", "-m", str(smollm2), "-o", str(out),
-                                     "--max-new-tokens", "40", "--retries", "0"])
-        assert result.exit_code == 0, result.output
+                                     "--max-new-tokens", "40", "--retries", "0", "--allow-errors"])
+        assert result.exit_code == 0, result.output  # a weak judge's parse failures are allowed here
         outputs.append([json.loads(line) for line in out.read_text().splitlines()])
     first, second = outputs
     assert first == second  # greedy decoding: the same answers, ratings and errors twice

@@ -82,3 +82,33 @@ def test_a_row_too_big_even_alone_gets_an_error(model, monkeypatch):
     assert "out of memory even alone" in rows[longest]["error"]
     assert sum(r["error"] is not None for r in rows) == sum(
         len(model.adapter.encode(c).input_ids) >= limit for c in CONVS)
+
+
+def test_the_cli_exits_non_zero_after_failures_while_scoring(tmp_path, model_dirs, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rewardmill.adapters.classifier import ClassifierAdapter
+    from rewardmill.cli import app
+
+    forward = ClassifierAdapter.forward
+
+    def flaky(self, batch):
+        if any(len(item) > 150 for item in batch.items):
+            raise ValueError("the model broke")
+        return forward(self, batch)
+
+    monkeypatch.setattr(ClassifierAdapter, "forward", flaky)
+    rows = [{"instruction": "q", "response": "ok"}, {"instruction": "q", "response": "long " * 40}, {"conversation": []}]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["score", str(source), "-m", str(model_dirs["qwen2"]), "-o", str(tmp_path / "out.jsonl")]
+    failed = CliRunner().invoke(app, args)
+    assert failed.exit_code == 3 and "1 failure while scoring, by reason:" in failed.output
+    assert "1 x scoring failed: ValueError: the model broke" in failed.output
+    got = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert got[0]["error"] is None and "the model broke" in got[1]["error"] and "empty conversation" in got[2]["error"]
+    assert CliRunner().invoke(app, [*args, "--allow-errors"]).exit_code == 0
+    monkeypatch.setattr(ClassifierAdapter, "forward", forward)
+    assert CliRunner().invoke(app, args).exit_code == 0  # an error in a row's content is not a failure while scoring

@@ -180,14 +180,25 @@ def _family(*, chat_template, label, alpha, token_type_ids, padding_side, reward
     }
 
 
-def _report_errors(summary, column: str) -> None:
-    """How many rows have errors, and the first few of them."""
+AllowErrorsOpt = Annotated[bool, typer.Option("--allow-errors", help="Exit 0 even when rows failed while scoring (the model raised, a request failed, an answer did not parse); such rows always keep their error in the output.")]
+
+
+def _report_errors(summary, column: str, allow_errors: bool) -> None:
+    """How many rows have errors and the first few; then failures while scoring, by reason, and the exit code:
+    3 when any row failed while scoring, unless allowed (errors in the rows' content never change it)."""
     if summary.rows_with_errors:
         count = summary.rows_with_errors
         typer.secho(f"{count} row{'s have' if count > 1 else ' has'} errors (see the '{column}' column), e.g.:",
                     fg=typer.colors.YELLOW, err=True)
         for message in summary.errors[:10]:
             typer.echo(f"  {message}", err=True)
+    if summary.failures:
+        total = sum(summary.failures.values())
+        typer.secho(f"{total} failure{'s' if total > 1 else ''} while scoring, by reason:", fg=typer.colors.RED, err=True)
+        for reason, count in summary.failures.most_common(10):
+            typer.echo(f"  {count} x {reason}", err=True)
+        if not allow_errors:
+            raise typer.Exit(3)
 
 
 def _fail(message: str) -> None:
@@ -239,6 +250,7 @@ def score(
     split: SplitOpt = None,
     chunk_rows: ChunkOpt = 2048,
     progress: ProgressOpt = None,
+    allow_errors: AllowErrorsOpt = False,
     cache: Annotated[Optional[Path], typer.Option(help="Folder of a score cache (SQLite) reused across runs: an input already scored by the same model and settings is not scored again.", rich_help_panel=ENGINE)] = None,
     conversation_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: list of {role, content} ending with an assistant turn.")] = "conversation",
     instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the user prompt.")] = "instruction",
@@ -300,7 +312,7 @@ def score(
         f"scored {summary.rows} rows in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s) -> {summary.output}",
         err=True,
     )
-    _report_errors(summary, columns.error)
+    _report_errors(summary, columns.error, allow_errors)
 
 
 @app.command()
@@ -328,6 +340,7 @@ def judge(
     cache: Annotated[Optional[Path], typer.Option(help="Folder of a cache of answers (SQLite) reused across runs: identical requests are not sent again.")] = None,
     shape: ShapeOpt = ShapeChoice("auto"),
     strict: StrictOpt = False,
+    allow_errors: AllowErrorsOpt = False,
     split: SplitOpt = None,
     chunk_rows: ChunkOpt = 256,
     progress: ProgressOpt = None,
@@ -378,7 +391,7 @@ def judge(
     where = f"at {base_url}" if base_url else f"({runner_backend.describe()['backend']})"
     typer.echo(f"judged {summary.rows} rows in {summary.seconds:.1f} s with {model} {where} "
                f"({settings.describe()}) -> {summary.output}; {counts}", err=True)
-    _report_errors(summary, "error")
+    _report_errors(summary, "error", allow_errors)
 
 
 @app.command()

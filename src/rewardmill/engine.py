@@ -17,6 +17,7 @@ import torch
 
 from .adapters.base import Adapter, Batch, Encoded
 from .errors import OptionsError
+from .scorer import Failure
 
 # Measured in docs/benchmarks.md: on CPU a forward pass is efficient from a few hundred tokens, so small,
 # nearly unpadded batches of about 1,000 tokens win; a GPU needs wide batches to fill it.
@@ -112,13 +113,6 @@ def read(outputs: dict[str, torch.Tensor]) -> list[dict[str, float]]:
     columns = {name: values.detach().float().cpu().tolist() for name, values in outputs.items()}
     rows = len(next(iter(columns.values()))) if columns else 0
     return [{name: values[row] for name, values in columns.items()} for row in range(rows)]
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An item the engine could not score, and why."""
-
-    reason: str
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -18,7 +18,7 @@ from .adapters import Adapter, FamilyOptions, Plan, TextOptions, adapter_for, pl
 from .adapters.base import Encoded
 from .cache import ResultCache
 from .cpu import CpuOptions
-from .engine import Engine, EngineOptions, Failure
+from .engine import Engine, EngineOptions
 from .defaults import installed_weights
 from .errors import OptionsError, RowError
 from .loading import (
@@ -36,7 +36,7 @@ from .loading import (
 )
 from .options import resolve_family_options, split_flat
 from .quirks import QuirksError, load_quirks
-from .scorer import Conversation, Item, ItemResult, Progress
+from .scorer import Conversation, Failure, Item, ItemResult, Progress
 
 
 class RewardModel:
@@ -212,7 +212,7 @@ class RewardModel:
         for j, (i, k) in enumerate(owners):
             output = cached[j] if j in cached else fresh[j]
             if isinstance(output, Failure):
-                results[i].errors[k] = output.reason
+                results[i].errors[k] = output
             else:
                 results[i].outputs[k] = output
         return results

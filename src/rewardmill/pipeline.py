@@ -8,8 +8,10 @@ a run that fails leaves an earlier output untouched.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,7 @@ class Summary:
     seconds: float = 0.0
     output: str = ""
     errors: list[str] = field(default_factory=list)  # the first few, for the report
+    failures: Counter = field(default_factory=Counter)  # errors from running the scorer, by reason
 
     @property
     def rows_per_second(self) -> float:
@@ -81,7 +84,8 @@ def run_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions(), *, pro
     error = options.columns.error
     try:
         with Writer(job.output) as writer:
-            for chunk in score_row_chunks(scorer, job.source.rows, options, on_progress=bar.update):
+            for chunk in score_row_chunks(scorer, job.source.rows, options, on_progress=bar.update,
+                                          on_failure=lambda reason: summary.failures.update([failure_group(reason)])):
                 for row in chunk:
                     if row.get(error):
                         summary.rows_with_errors += 1
@@ -93,6 +97,11 @@ def run_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions(), *, pro
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def failure_group(reason: str) -> str:
+    """A failure's reason without what differs from row to row (its size), so alike failures count together."""
+    return re.sub(r" \(\d+ tokens\)", "", reason)
 
 
 def _progress_bar(total: int | None, enabled: bool | None):

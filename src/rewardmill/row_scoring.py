@@ -10,7 +10,7 @@ rows as an uninterrupted one would.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from .rows import (
     SINGLE_RESPONSE,
     validate_messages,
 )
-from .scorer import Item, ItemResult, Progress, Scorer
+from .scorer import Failure, Item, ItemResult, Progress, Scorer
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,11 @@ class RowOptions:
 
 
 def score_row_chunks(
-    scorer: Scorer, rows: Iterable[Any], options: RowOptions = RowOptions(), on_progress: Progress | None = None
+    scorer: Scorer, rows: Iterable[Any], options: RowOptions = RowOptions(), on_progress: Progress | None = None,
+    on_failure: Callable[[str], None] | None = None,
 ) -> Iterator[list[dict]]:
-    """Score rows chunk by chunk; yields each chunk of output rows, in input order."""
+    """Score rows chunk by chunk; yields each chunk of output rows, in input order. `on_failure` receives the
+    reason of every error that came from running the scorer (`scorer.Failure`), not from a row's content."""
     iterator = iter(rows)
     first = options.first_row
     family = (options.shape,) if options.shape is not None else None
@@ -67,7 +69,7 @@ def score_row_chunks(
         if not checked:
             _check_outputs_free(chunk, family, options.columns, scorer)
             checked = True
-        yield _score_chunk(scorer, chunk, first, family, options, report)
+        yield _score_chunk(scorer, chunk, first, family, options, report, on_failure or (lambda reason: None))
         first += len(chunk)
 
 
@@ -134,7 +136,7 @@ def _prepare(row: Any, label: str, family: Sequence[Shape], options: RowOptions)
 
 
 def _score_chunk(scorer: Scorer, chunk: list, first: int, family: Sequence[Shape], options: RowOptions,
-                 report: Progress) -> list[dict]:
+                 report: Progress, on_failure: Callable[[str], None]) -> list[dict]:
     prepared = [_prepare(row, f"row {first + r}", family, options) for r, row in enumerate(chunk)]
     scored = [p for p in prepared if p.item is not None and p.item.item.responses]
     report(float(len(prepared) - len(scored)))
@@ -149,6 +151,9 @@ def _score_chunk(scorer: Scorer, chunk: list, first: int, family: Sequence[Shape
             out.append(failed(row, p.shape, p.error or "", options.columns, _output_names(scorer)))
             continue
         result = by_row.get(id(p), ItemResult([], []))
+        for reason in (result.error, *result.errors):
+            if isinstance(reason, Failure):
+                on_failure(str(reason))
         folded = _fold(row, p.shape, p.item, result, scorer, options.columns, label)
         if options.strict and folded[options.columns.error]:
             raise RowError(folded[options.columns.error].split("; ")[0])

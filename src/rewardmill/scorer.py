@@ -18,6 +18,12 @@ Conversation = list[Message]
 Progress = Callable[[float], None]
 
 
+class Failure(str):
+    """An error that came from running a scorer (the model raised, a request failed, an answer did not parse),
+    not from what the row holds. It reads as a plain string; the row layer reports it to `on_failure`, and the CLI
+    exits non-zero after a run with any (unless told to allow errors)."""
+
+
 @dataclass(frozen=True)
 class Item:
     """A prompt and the candidate responses to score against it (one or more)."""

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ..errors import OptionsError
-from ..scorer import Conversation, Item, ItemResult, Progress
+from ..scorer import Conversation, Failure, Item, ItemResult, Progress
 from .backends import Backend, Completion
 from ..cache import ResultCache
 from . import parsing
@@ -88,7 +88,7 @@ class Judge:
         self.stats["requests"] += len(requests)
         for item, problem in plans:
             if problem:
-                results.append(self._failed(item, problem, []))
+                results.append(self._failed(item, problem, [], runtime=False))
                 continue
             got = [next(answers) for _ in self.task.label_requests(item)]
             raw = [a.text for a in got]
@@ -109,7 +109,7 @@ class Judge:
         for i, item in enumerate(items):
             problem = self.task.check(item)
             if problem:
-                results[i] = self._failed(item, problem, [])
+                results[i] = self._failed(item, problem, [], runtime=False)
             else:
                 pending[i] = self._requests(item)
         for attempt in range(self.retries + 1):
@@ -163,8 +163,8 @@ class Judge:
     def _raw(self, raw: list[str | None]) -> str | list[str | None] | None:
         return raw[0] if len(raw) == 1 else raw
 
-    def _failed(self, item: Item, reason: str, raw: list[str | None]) -> ItemResult:
-        return ItemResult.failed(len(item.responses), reason,
+    def _failed(self, item: Item, reason: str, raw: list[str | None], *, runtime: bool = True) -> ItemResult:
+        return ItemResult.failed(len(item.responses), Failure(reason) if runtime else reason,
                                  {"raw_output": self._raw(raw) if raw else None, "model_name": self.backend.model_name,
                                   "scoring": self.scoring})
 
