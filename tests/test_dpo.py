@@ -100,8 +100,7 @@ def test_strategies_are_deterministic_and_never_pair_a_tie():
 
 def test_dpo_command_rates_with_a_reward_model_and_writes_a_dataset(tmp_path, model_dirs):
     import datasets
-
-    from rewardmill import RewardModel
+    from test_fidelity import decoder_reference
 
     rows = [
         {"id": 0, "messages": [{"role": "user", "content": "Capital of France?"}],
@@ -118,11 +117,11 @@ def test_dpo_command_rates_with_a_reward_model_and_writes_a_dataset(tmp_path, mo
     assert "4 rows in, 2 pairs out" in result.output and "tie" in result.output and SKIP_FEW in result.output
     loaded = datasets.load_from_disk(str(out))
     assert loaded.num_rows == 2 and loaded[0]["id"] == 0 and loaded[1]["id"] == 1
-    rm = RewardModel.from_pretrained(str(model_dirs["qwen2"]))
     for pair in loaded:
         assert pair["chosen_rating"] > pair["rejected_rating"]
-        chosen = rm.score([pair["chosen"]])[0]
-        assert chosen == pytest.approx(pair["chosen_rating"], abs=1e-5)  # the ratings are the model's scores
+        # the ratings are the model's scores: one-row plain-transformers reference, computed in the test
+        want = decoder_reference(model_dirs["qwen2"], [pair["chosen"], pair["rejected"]])
+        assert [pair["chosen_rating"], pair["rejected_rating"]] == pytest.approx(want, abs=1e-5)
     assert loaded[1]["chosen"][0] == {"role": "system", "content": "Be brief."}
 
 

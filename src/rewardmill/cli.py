@@ -201,6 +201,17 @@ def _report_errors(summary, column: str, allow_errors: bool) -> None:
             raise typer.Exit(3)
 
 
+def _model_or_default(model: str | None) -> str:
+    """The model asked for, or the default one (said on stderr: offline it is not a reward model)."""
+    if model is not None:
+        return model
+    from .defaults import resolve_default_model
+
+    chosen = resolve_default_model()
+    typer.secho(chosen.note, fg=typer.colors.YELLOW, err=True)
+    return chosen.name
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
@@ -268,7 +279,6 @@ def score(
     INPUT may also be a dataset id on the Hugging Face hub (user/name, with --split). The output appears only when
     the run succeeds; an earlier file of that name stays as it was otherwise. An input without rows gives an
     empty output and exit code 0."""
-    from .defaults import resolve_default_model
     from .pipeline import open_job, run_job
     from .row_scoring import RowOptions
 
@@ -282,10 +292,7 @@ def score(
         )
         row_options = RowOptions(columns=columns, shape=None if shape.value == "auto" else Shape(shape.value),
                                  strict=strict, chunk_rows=chunk_rows)
-        if model is None:
-            chosen = resolve_default_model()
-            typer.secho(chosen.note, fg=typer.colors.YELLOW, err=True)
-            model = chosen.name
+        model = _model_or_default(model)
         args = ModelArgs(
             model, kind=kind.value, quirks=quirks,
             load=_load_options(revision, dtype, device, device_map, trust_remote_code, token, attn_implementation),
@@ -485,14 +492,9 @@ def inspect(
     cpu_kernel: KernelOpt = KernelChoice("auto"),
 ) -> None:
     """Show what rewardmill detected for MODEL (family, what is called, how the score is read)."""
-    from .defaults import resolve_default_model
-
     _quiet_transformers()
     try:
-        if model is None:
-            chosen = resolve_default_model()
-            typer.secho(chosen.note, fg=typer.colors.YELLOW, err=True)
-            model = chosen.name
+        model = _model_or_default(model)
         args = ModelArgs(
             model, kind=kind.value, quirks=quirks,
             load=_load_options(revision, dtype, device, None, trust_remote_code, token, None),

@@ -59,6 +59,7 @@ class RewardModel:
         self.cpu_choice = cpu_choice
         self.engine = Engine(adapter, engine_options)
         self.cache: ResultCache | None = None  # `use_cache(folder)`: scores reused across runs
+        self._fingerprint: str | None = None
 
     def use_cache(self, folder: str | Path) -> RewardModel:
         """Reuse scores across runs: keyed by this model's fingerprint and each input's token ids."""
@@ -70,7 +71,12 @@ class RewardModel:
     @property
     def fingerprint(self) -> str:
         """Everything a score depends on besides the token ids: the model and its weights, dtype, family, the
-        family's options and the outputs read."""
+        family's options and the outputs read. Computed once (it reads the weight files' sizes and times)."""
+        if self._fingerprint is None:
+            self._fingerprint = self._compute_fingerprint()
+        return self._fingerprint
+
+    def _compute_fingerprint(self) -> str:
         model = self.adapter.model
         config = getattr(model, "config", None)
         source = Path(getattr(config, "_name_or_path", "") or "")
@@ -125,20 +131,20 @@ class RewardModel:
         requested, installed = name, installed_weights(name)
         if installed is not None:
             name = str(installed)
-        load_options = load = hub_access(name, load)
+        load = hub_access(name, load)
         try:
             table = load_quirks(quirks)
         except QuirksError as error:
             raise ModelLoadError(str(error)) from None
         plan = plan_model(
-            name, load_config_dict(name, load_options), kind=kind, quirks=table,
-            read_code=lambda filename: read_model_file(name, filename, load_options),
+            name, load_config_dict(name, load), kind=kind, quirks=table,
+            read_code=lambda filename: read_model_file(name, filename, load),
         )
-        if plan.remote_code and not load_options.trust_remote_code:
+        if plan.remote_code and not load.trust_remote_code:
             raise remote_code_refused(name, f"{plan.remote_class or plan.auto_class} for kind {plan.kind}")
         quirk = dict(plan.quirk.settings) if plan.quirk else {}
         family_options = resolve_family_options(plan.adapter, family, quirk, plan.reason)
-        config = load_config(name, load_options)
+        config = load_config(name, load)
         positions = model_positions(config)
         if text.max_length and positions and text.max_length > positions:
             raise OptionsError(
@@ -146,14 +152,14 @@ class RewardModel:
                 f"(max_position_embeddings); use --max-length {positions} or less, and --truncation left|right "
                 "to cut longer rows"
             )
-        tokenizer = load_tokenizer(name, load_options)
+        tokenizer = load_tokenizer(name, load)
         text = TextOptions(
             max_length=text.max_length or quirk.get("max_length") or default_max_length(config, tokenizer),
             truncation=text.truncation,
         )
         import transformers
 
-        model = load_model(getattr(transformers, plan.auto_class), name, load_options, config=config)
+        model = load_model(getattr(transformers, plan.auto_class), name, load, config=config)
         adapter = plan.adapter(model, tokenizer, text, family_options)
         cpu_choice = None
         if next(model.parameters()).device.type == "cpu":

@@ -82,15 +82,18 @@ class Judge:
         """Label probabilities where the answer reaches its verdict; a row without them is an error, never a
         silent fall back to the sampled text."""
         results: list[ItemResult] = []
-        plans = [(item, self.task.check(item)) for item in items]
-        requests = [r for item, problem in plans if not problem for r in self.task.label_requests(item)]
+        plans = []
+        for item in items:
+            problem = self.task.check(item)
+            plans.append((item, problem, [] if problem else self.task.label_requests(item)))
+        requests = [r for _, _, asked in plans for r in asked]
         answers = iter(self.backend.label_probabilities(requests))
         self.stats["requests"] += len(requests)
-        for item, problem in plans:
+        for item, problem, asked in plans:
             if problem:
                 results.append(self._failed(item, problem, [], runtime=False))
                 continue
-            got = [next(answers) for _ in self.task.label_requests(item)]
+            got = [next(answers) for _ in asked]
             raw = [a.text for a in got]
             failed = next((a for a in got if a.error), None)
             if failed is not None:

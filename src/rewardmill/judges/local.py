@@ -81,12 +81,11 @@ class TransformersBackend:
         """One forward pass per request with the answer prefilled: the next-token distribution over the labels."""
         results = []
         for request in requests:
-            prompt = self.encode(list(request.conversation))
-            prefilled = prompt + self.tokenizer(request.prefill, add_special_tokens=False)["input_ids"]
+            head = self.tokenizer(request.prefill, add_special_tokens=False)["input_ids"]
+            prefilled = self.encode(list(request.conversation)) + head
             label_ids = {}
             for label in request.labels:
                 ids = self.tokenizer(request.prefill + label, add_special_tokens=False)["input_ids"]
-                head = self.tokenizer(request.prefill, add_special_tokens=False)["input_ids"]
                 if len(ids) != len(head) + 1 or ids[: len(head)] != head:
                     results.append(LabelDistribution(error=f"the label {label!r} is not one token after "
                                                            f"{request.prefill!r} for this tokenizer"))
