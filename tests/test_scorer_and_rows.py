@@ -129,10 +129,11 @@ def test_rows_are_numbered_from_an_offset_and_chunked_once(tmp_path, monkeypatch
     real = scorer.score_items
     monkeypatch.setattr(scorer, "score_items", lambda items, on_progress=None: (calls.append(len(items)),
                                                                                  real(items, on_progress))[1])
-    from rewardmill import writers as io
+    from rewardmill.checkpoint import CommittedOutput
 
-    write = io.Writer.write
-    monkeypatch.setattr(io.Writer, "write", lambda self, chunk: (writes.append(len(chunk)), write(self, chunk))[1])
+    commit = CommittedOutput.commit
+    monkeypatch.setattr(CommittedOutput, "commit",
+                        lambda self, chunk, *args: (writes.append(len(chunk)), commit(self, chunk, *args))[1])
     summary = score_file(source, tmp_path / "out.jsonl", scorer, RowOptions(chunk_rows=3))
     assert calls == [3, 3] and writes == [3, 3, 1] and summary.rows == 7
     assert summary.errors == ["row 6: missing field 'response'"]

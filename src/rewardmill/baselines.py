@@ -16,6 +16,7 @@ class LengthScorer:
     name = "length"
     output_names: tuple[str, ...] = ("score",)
     item_output_names: tuple[str, ...] = ()
+    identity = {"baseline": "length", "score": "characters of the response"}
 
     def score_items(self, items: Sequence[Item], on_progress: Progress | None = None) -> list[ItemResult]:
         results = [

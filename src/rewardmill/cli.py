@@ -183,6 +183,28 @@ def _family(*, chat_template, label, alpha, token_type_ids, padding_side, reward
 AllowErrorsOpt = Annotated[bool, typer.Option("--allow-errors", help="Exit 0 even when rows failed while scoring (the model raised, a request failed, an answer did not parse); such rows always keep their error in the output.")]
 
 
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of this command from its last committed chunk (kept in OUTPUT.partial/); refused if the input, model or settings changed. The result is the file an uninterrupted run writes, byte for byte.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Throw away what an interrupted run of this output left in OUTPUT.partial/ and start over.")]
+
+
+def _run_resumable(run, output: Path):
+    """`run()`; on Ctrl-C, say how much is committed and how to continue, and exit 130."""
+    from .checkpoint import committed_rows, partial_folder
+
+    try:
+        return run()
+    except KeyboardInterrupt:
+        done = committed_rows(output)
+        where = f"{done} input rows are committed in {partial_folder(output)}; run the same command with --resume " \
+                "to continue" if done else "nothing was committed yet"
+        typer.secho(f"interrupted: {where}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
+
+
+def _resumed(resumed: int) -> str:
+    return f" ({resumed} of them committed by the interrupted run this one resumed)" if resumed else ""
+
+
 def _report_errors(summary, column: str, allow_errors: bool) -> None:
     """How many rows have errors and the first few; then failures while scoring, by reason, and the exit code:
     3 when any row failed while scoring, unless allowed (errors in the rows' content never change it)."""
@@ -263,6 +285,8 @@ def score(
     progress: ProgressOpt = None,
     allow_errors: AllowErrorsOpt = False,
     cache: Annotated[Optional[Path], typer.Option(help="Folder of a score cache (SQLite) reused across runs: an input already scored by the same model and settings is not scored again.", rich_help_panel=ENGINE)] = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
     conversation_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: list of {role, content} ending with an assistant turn.")] = "conversation",
     instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the user prompt.")] = "instruction",
     response_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: one response to the instruction.")] = "response",
@@ -277,14 +301,15 @@ def score(
     """Score every row of INPUT with a reward model (or a baseline) and write it, with all its columns, to OUTPUT.
 
     INPUT may also be a dataset id on the Hugging Face hub (user/name, with --split). The output appears only when
-    the run succeeds; an earlier file of that name stays as it was otherwise. An input without rows gives an
-    empty output and exit code 0."""
+    the run succeeds; an earlier file of that name stays as it was otherwise, and the chunks committed so far stay
+    in OUTPUT.partial/ for --resume. An input without rows gives an empty output and exit code 0."""
     from .pipeline import open_job, run_job
     from .row_scoring import RowOptions
 
     _quiet_transformers()
     try:
-        job = open_job(str(input), output, split=split)  # paths and formats checked before any model loads
+        # paths, formats and a partial run in the way are checked before any model loads
+        job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite)
         columns = Columns(
             conversation=conversation_column, instruction=instruction_column, response=response_column,
             responses=responses_column, messages=messages_column, generations=generations_column,
@@ -308,7 +333,7 @@ def score(
             if not hasattr(scorer, "use_cache"):
                 raise OptionsError(f"--cache applies to reward models, not the {model} baseline")
             scorer.use_cache(cache)
-        summary = run_job(job, scorer, row_options, progress=progress)
+        summary = _run_resumable(lambda: run_job(job, scorer, row_options, progress=progress), output)
     except RewardmillError as error:
         _fail(str(error))
         return
@@ -316,7 +341,8 @@ def score(
         typer.secho(f"{input} has no rows; wrote an empty {output}", fg=typer.colors.YELLOW, err=True)
         return
     typer.echo(
-        f"scored {summary.rows} rows in {summary.seconds:.1f} s ({summary.rows_per_second:.1f} rows/s) -> {summary.output}",
+        f"scored {summary.rows} rows{_resumed(summary.resumed_rows)} in {summary.seconds:.1f} s "
+        f"({summary.rows_per_second:.1f} rows/s) -> {summary.output}",
         err=True,
     )
     _report_errors(summary, columns.error, allow_errors)
@@ -351,6 +377,8 @@ def judge(
     split: SplitOpt = None,
     chunk_rows: ChunkOpt = 256,
     progress: ProgressOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Judge every row of INPUT with an LLM and write it, with all its columns, to OUTPUT."""
     from .judges import GenerationSettings, Judge, OpenAIBackend, make_task
@@ -358,7 +386,7 @@ def judge(
     from .row_scoring import RowOptions
 
     try:
-        job = open_job(str(input), output, split=split)
+        job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite)
         settings = GenerationSettings(temperature=temperature, max_tokens=max_new_tokens, seed=seed)
         engine = backend if backend != "auto" else ("http" if base_url else "transformers")
         if engine not in ("http", "transformers", "vllm"):
@@ -390,13 +418,13 @@ def judge(
                        cache=answer_cache(cache) if cache else None, scoring=scoring, structured=structured)
         options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), strict=strict,
                              chunk_rows=chunk_rows)
-        summary = run_job(job, scorer, options, progress=progress)
+        summary = _run_resumable(lambda: run_job(job, scorer, options, progress=progress, command="judge"), output)
     except RewardmillError as error:
         _fail(str(error))
         return
     counts = ", ".join(f"{name} {count}" for name, count in sorted(scorer.stats.items())) or "no requests"
     where = f"at {base_url}" if base_url else f"({runner_backend.describe()['backend']})"
-    typer.echo(f"judged {summary.rows} rows in {summary.seconds:.1f} s with {model} {where} "
+    typer.echo(f"judged {summary.rows} rows{_resumed(summary.resumed_rows)} in {summary.seconds:.1f} s with {model} {where} "
                f"({settings.describe()}) -> {summary.output}; {counts}", err=True)
     _report_errors(summary, "error", allow_errors)
 
@@ -427,6 +455,8 @@ def dpo(
     generation_models_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Optional: the model of each generation.")] = "generation_models",
     split: SplitOpt = None,
     chunk_rows: ChunkOpt = 2048,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Build a DPO preference dataset from rated generations (rating them first with -m when asked)."""
     from .dpo_pipeline import open_dpo_job, run_dpo
@@ -437,7 +467,7 @@ def dpo(
                              system_prompt=system_prompt_column, generations=generations_column,
                              generation_models=generation_models_column, ratings=ratings_column)
         options = DPOOptions(strategy=strategy, min_margin=min_margin, k=k, seed=seed, trl=trl, columns=columns)
-        job = open_dpo_job(str(input), output, split=split)
+        job = open_dpo_job(str(input), output, split=split, resume=resume, overwrite=overwrite)
         scorer = None
         if judge_task is not None:
             from .judges import GenerationSettings, Judge, OpenAIBackend, make_task
@@ -455,7 +485,7 @@ def dpo(
             _quiet_transformers()
             scorer = ModelArgs(model, kind=kind.value, load=LoadOptions(dtype=dtype.value, trust_remote_code=trust_remote_code),
                                text=TextOptions(max_length=max_length), engine=EngineOptions(batch_size=batch_size)).scorer()
-        summary = run_dpo(job, options, scorer, chunk_rows=chunk_rows)
+        summary = _run_resumable(lambda: run_dpo(job, options, scorer, chunk_rows=chunk_rows), output)
     except RewardmillError as error:
         _fail(str(error))
         return

@@ -1,83 +1,88 @@
 """`rewardmill dpo`: rated generations -> preference pairs, optionally rating them first with any scorer.
 
-Output: JSONL, JSON, Parquet or CSV by extension (written atomically), or, for a name without one of those
-extensions, a saved `datasets` directory that `datasets.load_from_disk` opens.
+Input is taken chunk by chunk: rated (when a scorer is given), formatted, and the chunk's pairs committed with
+the count of input rows they came from (`checkpoint.CommittedOutput`), so an interrupted run resumes where it
+stopped. Output: JSONL, JSON, Parquet or CSV by extension, or, for a name without one of those extensions, a
+saved `datasets` directory that `datasets.load_from_disk` opens (assembled from the committed Parquet parts).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoint import CommittedOutput
 from .errors import InputError
+from .pipeline import Job, check_output, run_identity, skip_done
 from .preferences import RATING_ERROR, SCRATCH_MESSAGES, DPOOptions, DPOSummary, format_dpo, with_prompt_messages, without_scratch
 from .readers import read_rows
 from .row_scoring import RowOptions, score_rows
 from .rows import Columns, Shape
 from .scorer import Scorer
-from .writers import OUTPUT_FORMATS, Writer
+from .writers import OUTPUT_FORMATS
 
 
 @dataclass
-class DPOJob:
-    rows: Iterator[dict]
-    output: Path
-    as_dataset: bool
+class DPOJob(Job):
+    as_dataset: bool = False
 
 
-def open_dpo_job(input_path: str | Path, output_path: str | Path, *, split: str | None = None) -> DPOJob:
+def open_dpo_job(input_path: str | Path, output_path: str | Path, *, split: str | None = None,
+                 resume: bool = False, overwrite: bool = False) -> DPOJob:
     output = Path(output_path)
     as_dataset = output.suffix.lower() not in OUTPUT_FORMATS
     if as_dataset and output.is_file():
         raise InputError(f"{output} is a file; a datasets directory needs a new folder name (or use .jsonl/.parquet)")
-    if Path(input_path).exists() and output.exists() and Path(input_path).resolve() == output.resolve():
-        raise InputError(f"the output {output} is the input; choose another output name")
-    return DPOJob(read_rows(input_path, split=split).rows, output, as_dataset)
+    check_output(input_path, output, resume=resume, overwrite=overwrite)
+    return DPOJob(read_rows(input_path, split=split), output, str(input_path), split, resume, overwrite,
+                  as_dataset=as_dataset)
 
 
 def run_dpo(job: DPOJob, options: DPOOptions = DPOOptions(), scorer: Scorer | None = None,
             chunk_rows: int = 2048) -> DPOSummary:
-    """Rate (when a scorer is given) and format every row; write the pairs; return the summary."""
-    summary = DPOSummary()
-    rows = job.rows
-    if scorer is not None:
-        columns = options.columns
-        scoring = RowOptions(columns=Columns(messages=SCRATCH_MESSAGES, generations=columns.generations,
-                                             ratings=columns.ratings, error=RATING_ERROR),
-                             shape=Shape.messages_generations, chunk_rows=chunk_rows)
-        rows = without_scratch(score_rows(scorer, with_prompt_messages(rows, columns), scoring))
-    pairs = format_dpo(rows, options, summary)
-    if not job.as_dataset:
-        with Writer(job.output) as writer:
-            _write_chunks(writer, pairs, chunk_rows)
-        return summary
-    parent = job.output.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{job.output.name}.", suffix=".partial", dir=parent))
-    try:
-        staged = folder / "pairs.parquet"
-        with Writer(staged) as writer:
-            _write_chunks(writer, pairs, chunk_rows)
-        import datasets
-
-        datasets.Dataset.from_parquet(str(staged)).save_to_disk(str(folder / "dataset"))
-        if job.output.exists():
-            shutil.rmtree(job.output)
-        os.replace(folder / "dataset", job.output)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    """Rate (when a scorer is given) and format every row, committing each chunk's pairs; write the output;
+    return the summary (of the whole input, an interrupted run's committed chunks included)."""
+    settings = {"dpo": dataclasses.asdict(options), "chunk_rows": chunk_rows,
+                "rated here": scorer is not None, "output": "datasets" if job.as_dataset else job.output.suffix}
+    identity = run_identity("dpo", job, scorer, settings)
+    scoring = RowOptions(columns=Columns(messages=SCRATCH_MESSAGES, generations=options.columns.generations,
+                                         ratings=options.columns.ratings, error=RATING_ERROR),
+                         shape=Shape.messages_generations, chunk_rows=chunk_rows)
+    fmt = "parquet" if job.as_dataset else None
+    with CommittedOutput(job.output, identity, resume=job.resume, overwrite=job.overwrite, fmt=fmt) as out:
+        summary = DPOSummary()
+        for tally in out.tallies:
+            summary.add(tally)
+        rows, scoring = skip_done(job.source.rows, scoring, out.rows_done)
+        first = scoring.first_row
+        while chunk := list(itertools.islice(rows, chunk_rows)):
+            if scorer is not None:
+                chunk_scoring = dataclasses.replace(scoring, first_row=first)
+                chunk = list(without_scratch(score_rows(scorer, with_prompt_messages(chunk, options.columns),
+                                                        chunk_scoring)))
+            part = DPOSummary()
+            pairs = list(format_dpo(chunk, options, part, first_row=first))
+            out.commit(pairs, len(chunk), part.tally())
+            summary.add(part.tally())
+            first += len(chunk)
+        if job.as_dataset:
+            _save_dataset(out, job.output)
+        else:
+            out.finish()
     return summary
 
 
-def _write_chunks(writer: Writer, pairs: Iterator[dict], size: int) -> None:
-    chunk: list[dict] = []
-    for pair in pairs:
-        chunk.append(pair)
-        if len(chunk) >= size:
-            writer.write(chunk)
-            chunk = []
-    writer.write(chunk)
+def _save_dataset(out: CommittedOutput, target: Path) -> None:
+    import datasets
+
+    staged = out.assemble()
+    saved = out.folder / "dataset"
+    datasets.Dataset.from_parquet(str(staged)).save_to_disk(str(saved))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(saved, target)
+    out.discard()

@@ -59,7 +59,7 @@ class RewardModel:
         self.cpu_choice = cpu_choice
         self.engine = Engine(adapter, engine_options)
         self.cache: ResultCache | None = None  # `use_cache(folder)`: scores reused across runs
-        self._fingerprint: str | None = None
+        self._identity: dict[str, Any] | None = None
 
     def use_cache(self, folder: str | Path) -> RewardModel:
         """Reuse scores across runs: keyed by this model's fingerprint and each input's token ids."""
@@ -69,25 +69,28 @@ class RewardModel:
         return self
 
     @property
-    def fingerprint(self) -> str:
+    def identity(self) -> dict[str, Any]:
         """Everything a score depends on besides the token ids: the model and its weights, dtype, family, the
         family's options and the outputs read. Computed once (it reads the weight files' sizes and times)."""
-        if self._fingerprint is None:
-            self._fingerprint = self._compute_fingerprint()
-        return self._fingerprint
+        if self._identity is None:
+            model = self.adapter.model
+            config = getattr(model, "config", None)
+            source = Path(getattr(config, "_name_or_path", "") or "")
+            weights = sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in source.glob("*")
+                             if f.suffix in (".safetensors", ".bin", ".pt")) if source.is_dir() else []
+            self._identity = {
+                "model": self.name, "commit": getattr(config, "_commit_hash", None), "weights": weights,
+                "dtype": str(next(model.parameters()).dtype), "kind": getattr(self.adapter, "kind", None),
+                "options": repr(self.adapter.options), "outputs": list(self.output_names),
+                "max_length": self.adapter.max_length, "truncation": self.adapter.truncation,
+                "pad": self.adapter.pad_token_id, "side": self.adapter.padding_side,
+            }
+        return self._identity
 
-    def _compute_fingerprint(self) -> str:
-        model = self.adapter.model
-        config = getattr(model, "config", None)
-        source = Path(getattr(config, "_name_or_path", "") or "")
-        weights = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in source.glob("*")
-                         if f.suffix in (".safetensors", ".bin", ".pt")) if source.is_dir() else []
-        return json.dumps({
-            "model": self.name, "commit": getattr(config, "_commit_hash", None), "weights": weights,
-            "dtype": str(next(model.parameters()).dtype), "kind": getattr(self.adapter, "kind", None),
-            "options": repr(self.adapter.options), "outputs": self.output_names,
-            "pad": self.adapter.pad_token_id, "side": self.adapter.padding_side,
-        }, sort_keys=True, default=str)
+    @property
+    def fingerprint(self) -> str:
+        """`identity` as one string (the score cache's key prefix)."""
+        return json.dumps(self.identity, sort_keys=True, default=str)
 
     @property
     def output_names(self) -> tuple[str, ...]:

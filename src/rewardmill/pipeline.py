@@ -1,45 +1,73 @@
-"""Score a whole dataset file with any scorer: read -> row layer -> write, with a progress bar and a summary.
+"""Score a whole dataset file with any scorer: read -> row layer -> committed chunks -> output, with a progress
+bar and a summary.
 
-`open_job` checks the input and the output (exists, readable, formats known, output not the input) before anything
-slow happens, so the CLI calls it before it loads a model. The output is written atomically (`writers.Writer`):
-a run that fails leaves an earlier output untouched.
+`open_job` checks the input and the output (exists, readable, formats known, output not the input, no partial
+run in the way) before anything slow happens, so the CLI calls it before it loads a model. Each chunk of output
+rows is committed as it is scored (`checkpoint.CommittedOutput`); the output file appears, or is replaced, only
+when the run completes. A run that stops early leaves an earlier output untouched and its committed chunks in
+`OUTPUT.partial/`, which the same run with `resume=True` continues: the result is the file an uninterrupted run
+would have written, byte for byte.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import itertools
 import os
 import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from .checkpoint import CommittedOutput, committed_rows, input_fingerprint, partial_folder, scorer_identity
 from .errors import InputError
 from .readers import RowSource, read_rows
-from .row_scoring import RowOptions, score_row_chunks
+from .row_scoring import RowOptions, first_row_shape, score_row_chunks
 from .scorer import Scorer
-from .writers import Writer, output_format
+from .writers import output_format
 
 
 @dataclass
 class Summary:
-    rows: int = 0
+    rows: int = 0  # every row of the output, those of an interrupted run's committed chunks included
     rows_with_errors: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # this run's
     output: str = ""
     errors: list[str] = field(default_factory=list)  # the first few, for the report
     failures: Counter = field(default_factory=Counter)  # errors from running the scorer, by reason
+    resumed_rows: int = 0  # rows an interrupted run had committed, taken up by this one
 
     @property
     def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds else 0.0
+        return (self.rows - self.resumed_rows) / self.seconds if self.seconds else 0.0
+
+    def add(self, tally: dict[str, Any], keep_errors: int = 20) -> None:
+        """Count one committed chunk (its tally as `chunk_tally` made it)."""
+        self.rows += tally["rows"]
+        self.rows_with_errors += tally["rows_with_errors"]
+        self.errors.extend(tally["errors"][: max(0, keep_errors - len(self.errors))])
+        self.failures.update(tally["failures"])
+
+
+def chunk_tally(chunk: list[dict], error_column: str, failures: Counter, keep_errors: int = 20) -> dict[str, Any]:
+    errors = [row[error_column] for row in chunk if row.get(error_column)]
+    return {"rows": len(chunk), "rows_with_errors": len(errors), "errors": errors[:keep_errors],
+            "failures": dict(failures)}
 
 
 @dataclass
 class Job:
     source: RowSource
     output: Path
+    input: str = ""
+    split: str | None = None
+    resume: bool = False
+    overwrite: bool = False
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -51,14 +79,27 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def open_job(input_path: str | Path, output_path: str | Path, *, split: str | None = None) -> Job:
-    """The input opened as a row stream and the output checked, or an InputError saying what is wrong."""
-    output = Path(output_path)
-    output_format(output)
+def check_output(input_path: str | Path, output: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an output that is the input, or that an interrupted run left partly done when neither `resume`
+    nor `overwrite` says what to do with it."""
+    if resume and overwrite:
+        raise InputError("--resume continues an interrupted run and --overwrite throws it away: choose one")
     if Path(input_path).exists() and _same_file(Path(input_path), output):
         raise InputError(f"the output {output} is the input file; writing it would destroy the input, "
                          "so choose another output name")
-    return Job(read_rows(input_path, split=split), output)
+    done = committed_rows(output)
+    if done and not (resume or overwrite):
+        raise InputError(f"{output}: an interrupted run left {done} input rows done in {partial_folder(output)}; "
+                         "add --resume to continue it, or --overwrite to start over")
+
+
+def open_job(input_path: str | Path, output_path: str | Path, *, split: str | None = None, resume: bool = False,
+             overwrite: bool = False) -> Job:
+    """The input opened as a row stream and the output checked, or an InputError saying what is wrong."""
+    output = Path(output_path)
+    output_format(output)
+    check_output(input_path, output, resume=resume, overwrite=overwrite)
+    return Job(read_rows(input_path, split=split), output, str(input_path), split, resume, overwrite)
 
 
 def score_file(
@@ -69,34 +110,64 @@ def score_file(
     *,
     split: str | None = None,
     progress: bool | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> Summary:
     """Score every row of `input_path` into `output_path` (format from its extension), keeping input columns
-    and row order. `progress=None` shows a bar only when stderr is a terminal."""
-    return run_job(open_job(input_path, output_path, split=split), scorer, options, progress=progress)
+    and row order. `progress=None` shows a bar only when stderr is a terminal. `resume` continues a run that
+    was interrupted; `overwrite` discards what such a run left."""
+    job = open_job(input_path, output_path, split=split, resume=resume, overwrite=overwrite)
+    return run_job(job, scorer, options, progress=progress)
+
+
+def run_identity(command: str, job: Job, scorer: Scorer | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """Everything a run's output depends on, compared when it is resumed."""
+    return {"command": command, "input": input_fingerprint(job.input, job.split),
+            "scorer": scorer_identity(scorer) if scorer is not None else None, "settings": settings}
+
+
+def row_settings(options: RowOptions) -> dict[str, Any]:
+    return {"columns": dataclasses.asdict(options.columns), "shape": options.shape.value if options.shape else None,
+            "strict": options.strict, "chunk_rows": options.chunk_rows}
 
 
 def run_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions(), *, progress: bool | None = None,
-            keep_errors: int = 20) -> Summary:
-    """Score an opened job's rows into its output."""
-    summary = Summary(output=str(job.output))
+            keep_errors: int = 20, command: str = "score") -> Summary:
+    """Score an opened job's rows into its output, committing each chunk; continue an interrupted run when the
+    job says `resume`."""
+    identity = run_identity(command, job, scorer, row_settings(options))
     started = time.perf_counter()
-    bar = _progress_bar(job.source.total, progress)
-    error = options.columns.error
-    try:
-        with Writer(job.output) as writer:
-            for chunk in score_row_chunks(scorer, job.source.rows, options, on_progress=bar.update,
-                                          on_failure=lambda reason: summary.failures.update([failure_group(reason)])):
-                for row in chunk:
-                    if row.get(error):
-                        summary.rows_with_errors += 1
-                        if len(summary.errors) < keep_errors:
-                            summary.errors.append(row[error])
-                writer.write(chunk)
-                summary.rows += len(chunk)
-    finally:
-        bar.close()
+    with CommittedOutput(job.output, identity, resume=job.resume, overwrite=job.overwrite) as out:
+        summary = Summary(output=str(job.output), resumed_rows=out.rows_done)
+        for tally in out.tallies:
+            summary.add(tally, keep_errors)
+        rows, options = skip_done(job.source.rows, options, out.rows_done)
+        failures: Counter = Counter()
+        bar = _progress_bar(job.source.total, progress, initial=out.rows_done)
+        try:
+            for chunk in score_row_chunks(scorer, rows, options, on_progress=bar.update,
+                                          on_failure=lambda reason: failures.update([failure_group(reason)])):
+                tally = chunk_tally(chunk, options.columns.error, failures, keep_errors)
+                out.commit(chunk, len(chunk), tally)
+                summary.add(tally, keep_errors)
+                failures.clear()
+        finally:
+            bar.close()
+        out.finish()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def skip_done(rows: Iterable[Any], options: RowOptions, done: int) -> tuple[Iterator[Any], RowOptions]:
+    """The rows after the first `done`, and row options that number and read them as an uninterrupted run
+    would: rows numbered from `done`, shapes detected against the first chunk's."""
+    iterator = iter(rows)
+    if not done:
+        return iterator, options
+    head = list(itertools.islice(iterator, min(done, options.chunk_rows)))
+    collections.deque(itertools.islice(iterator, done - len(head)), maxlen=0)
+    shape = options.shape or options.first_shape or (first_row_shape(head, options.columns) if head else None)
+    return iterator, dataclasses.replace(options, first_row=options.first_row + done, first_shape=shape)
 
 
 def failure_group(reason: str) -> str:
@@ -104,10 +175,11 @@ def failure_group(reason: str) -> str:
     return re.sub(r" \(\d+ tokens\)", "", reason)
 
 
-def _progress_bar(total: int | None, enabled: bool | None):
+def _progress_bar(total: int | None, enabled: bool | None, initial: int = 0):
     from tqdm.auto import tqdm
 
     disable = (not sys.stderr.isatty()) if enabled is None else not enabled
-    return tqdm(total=total, unit="row", desc="scoring", disable=disable, dynamic_ncols=True, smoothing=0.1,
+    return tqdm(total=total, initial=initial, unit="row", desc="scoring", disable=disable, dynamic_ncols=True,
+                smoothing=0.1,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} rows [{elapsed}<{remaining}, {rate_fmt}]"
                 if total else "{desc}: {n:.0f} rows [{elapsed}, {rate_fmt}]")

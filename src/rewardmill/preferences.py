@@ -71,6 +71,19 @@ class DPOSummary:
     errors: list[str] = field(default_factory=list)  # every per-row error, "row N: reason"
     margins: list[float] = field(default_factory=list)
 
+    def tally(self) -> dict[str, Any]:
+        """This summary as JSON-able values (a committed chunk's tally)."""
+        return {"rows": self.rows, "pairs": self.pairs, "skipped": dict(self.skipped), "errors": self.errors,
+                "margins": self.margins}
+
+    def add(self, tally: dict[str, Any]) -> None:
+        """Count a chunk's tally in."""
+        self.rows += tally["rows"]
+        self.pairs += tally["pairs"]
+        self.skipped.update(tally["skipped"])
+        self.errors.extend(tally["errors"])
+        self.margins.extend(tally["margins"])
+
     def margin_summary(self) -> str:
         if not self.margins:
             return "no pairs"

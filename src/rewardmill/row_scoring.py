@@ -37,13 +37,16 @@ from .scorer import Failure, Item, ItemResult, Progress, Scorer
 @dataclass(frozen=True)
 class RowOptions:
     """How rows are read and reported. `shape` None: detected per row among the shapes that share the first
-    readable row's output column. `strict`: raise RowError at the first bad row instead of an error column."""
+    readable row's output column. `strict`: raise RowError at the first bad row instead of an error column.
+    A resumed run numbers rows from `first_row` and detects shapes against `first_shape`, the first readable
+    row's shape in the whole input, so it reads rows as an uninterrupted run would."""
 
     columns: Columns = Columns()
     shape: Shape | None = None
     strict: bool = False
     chunk_rows: int = 2048
     first_row: int = 0
+    first_shape: Shape | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
@@ -61,11 +64,13 @@ def score_row_chunks(
     iterator = iter(rows)
     first = options.first_row
     family = (options.shape,) if options.shape is not None else None
+    if family is None and options.first_shape is not None:
+        family = shape_family(options.first_shape)
     report = on_progress or (lambda done: None)
     checked = False
     while chunk := list(itertools.islice(iterator, options.chunk_rows)):
         if family is None:
-            family = shape_family(_first_shape(chunk, options.columns))
+            family = shape_family(first_row_shape(chunk, options.columns))
         if not checked:
             _check_outputs_free(chunk, family, options.columns, scorer)
             checked = True
@@ -85,7 +90,7 @@ def _readable(row: Any) -> bool:
     return isinstance(row, dict) and not isinstance(row, UnreadableRow)
 
 
-def _first_shape(chunk: list, columns: Columns) -> Shape:
+def first_row_shape(chunk: list, columns: Columns) -> Shape:
     """The shape of the first readable row."""
     for index, row in enumerate(chunk):
         if _readable(row):

@@ -73,3 +73,6 @@ class Scorer(Protocol):
     def describe(self) -> dict[str, str]:
         """What this scorer is and how it computes its outputs (printed by `rewardmill inspect`)."""
         ...
+
+    # Optional: `identity`, a JSON-able dict of everything the outputs depend on (model, revision, settings).
+    # A resumed run is refused when it differs; without it, the name and output names stand in.

@@ -1,19 +1,17 @@
-"""Write rows to JSONL, JSON, Parquet or CSV, atomically and without dropping a column.
+"""Output formats: JSONL, JSON, Parquet and CSV, each written as chunk parts and assembled into one file.
 
-Rows go to a temporary folder beside the target; the target is replaced only when the run completes
-(`Writer.close`). A failed run (`abort`, or an exception leaving the `with` block) leaves an earlier output as it
-was. Parquet and CSV need one schema or header for the whole file, but a column can first appear, or first hold
-a value, in a late chunk: each chunk is kept as written, and the file is assembled at the end under the union of
-all columns (types promoted across chunks, e.g. an error column that is all null in the first chunk).
+A run commits each chunk of rows as a part file (`checkpoint.CommittedOutput` decides where and when); the output
+file is assembled from the parts at the end. Parquet and CSV need one schema or header for the whole file, but a
+column can first appear, or first hold a value, in a late chunk: the file is assembled under the union of all
+columns (types promoted across parts, e.g. an error column that is all null in the first chunk). Assembly reads
+only the parts, so a resumed run and an uninterrupted one assemble the same bytes.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,70 +39,75 @@ def _json(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False, default=_default)
 
 
-class _JsonLines:
-    def __init__(self, folder: Path):
-        self.file = folder / "out"
-        self.handle = open(self.file, "w", encoding="utf-8", newline="")
+class JsonLines:
+    """Parts are JSON lines; the file is their concatenation."""
 
-    def write(self, rows: list[dict]) -> None:
-        self.handle.writelines(_json(row) + "\n" for row in rows)
+    part_suffix = ".jsonl"
 
-    def finish(self) -> Path:
-        self.handle.close()
-        return self.file
+    def resume(self, parts: list[Path]) -> None:
+        """Take up the state that committed parts imply (only Parquet has any)."""
 
+    def write_part(self, rows: list[dict], file: Path) -> None:
+        with open(file, "w", encoding="utf-8", newline="") as handle:
+            handle.writelines(_json(row) + "\n" for row in rows)
 
-class _JsonArray(_JsonLines):
-    def __init__(self, folder: Path):
-        super().__init__(folder)
-        self.count = 0
-        self.handle.write("[")
-
-    def write(self, rows: list[dict]) -> None:
-        for row in rows:
-            self.handle.write(("," if self.count else "") + "\n" + _json(row))
-            self.count += 1
-
-    def finish(self) -> Path:
-        self.handle.write("\n]\n" if self.count else "]\n")
-        return super().finish()
+    def assemble(self, parts: list[Path], columns: list[str], target: Path) -> None:
+        with open(target, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    shutil.copyfileobj(handle, out, 1 << 20)
 
 
-class _Csv(_JsonLines):
-    """Rows are kept as JSON lines until the end, when the header (every column seen, in order) is known."""
+class JsonArray(JsonLines):
+    def assemble(self, parts: list[Path], columns: list[str], target: Path) -> None:
+        count = 0
+        with open(target, "w", encoding="utf-8", newline="") as out:
+            out.write("[")
+            for part in parts:
+                with open(part, encoding="utf-8", newline="") as handle:
+                    for line in handle:
+                        out.write(("," if count else "") + "\n" + line.rstrip("\n"))
+                        count += 1
+            out.write("\n]\n" if count else "]\n")
 
-    def __init__(self, folder: Path):
-        super().__init__(folder)
-        self.folder = folder
-        self.columns: dict[str, None] = {}
 
-    def write(self, rows: list[dict]) -> None:
-        for row in rows:
-            self.columns.update(dict.fromkeys(row))
-        super().write(rows)
+class Csv(JsonLines):
+    """Parts are JSON lines; the header (every column seen, in order of first appearance) is known at the end."""
 
-    def finish(self) -> Path:
-        rows_file = super().finish()
-        target = self.folder / "out.csv"
-        with open(rows_file, encoding="utf-8") as lines, open(target, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.columns))
+    def assemble(self, parts: list[Path], columns: list[str], target: Path) -> None:
+        with open(target, "w", encoding="utf-8", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=columns)
             writer.writeheader()
-            for line in lines:
-                row = json.loads(line)
-                writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
-                                 for k, v in row.items()})
-        return target
+            for part in parts:
+                with open(part, encoding="utf-8") as handle:
+                    for line in handle:
+                        row = json.loads(line)
+                        writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                                         for k, v in row.items()})
 
 
-class _Parquet:
-    """One Parquet part per chunk; at the end, one file under the unified schema of all parts."""
+class Parquet:
+    """One Parquet part per chunk; the file is written under the unified schema of all parts. A chunk whose
+    types cannot be unified with the earlier ones is refused when it is written, not at the end."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.parts: list[Path] = []
+    part_suffix = ".parquet"
+
+    def __init__(self) -> None:
         self.schema = None
 
-    def write(self, rows: list[dict]) -> None:
+    def resume(self, parts: list[Path]) -> None:
+        import pyarrow.parquet as pq
+
+        for part in parts:
+            self._unify(pq.read_schema(part))
+
+    def _unify(self, schema) -> None:
+        import pyarrow as pa
+
+        self.schema = schema if self.schema is None else pa.unify_schemas([self.schema, schema],
+                                                                           promote_options="permissive")
+
+    def write_part(self, rows: list[dict], file: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -114,72 +117,34 @@ class _Parquet:
         try:
             # from_pylist would take the columns of the first row only; a column per key seen keeps them all
             table = pa.Table.from_pydict({name: [row.get(name) for row in rows] for name in columns})
-            self.schema = table.schema if self.schema is None else pa.unify_schemas(
-                [self.schema, table.schema], promote_options="permissive")
+            self._unify(table.schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
             raise InputError(f"cannot write these rows to Parquet, which needs one type per column: {error}; "
                              "write .jsonl instead, which keeps every value as it is") from None
-        part = self.folder / f"part-{len(self.parts):06d}.parquet"
-        pq.write_table(table, part)
-        self.parts.append(part)
+        pq.write_table(table, file)
 
-    def finish(self) -> Path:
+    def assemble(self, parts: list[Path], columns: list[str], target: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        target = self.folder / "out.parquet"
-        if self.schema is None:
+        schema = None
+        for part in parts:
+            found = pq.read_schema(part)
+            schema = found if schema is None else pa.unify_schemas([schema, found], promote_options="permissive")
+        if schema is None:
             pq.write_table(pa.table({}), target)
-            return target
-        with pq.ParquetWriter(target, self.schema) as writer:
-            for part in self.parts:
+            return
+        with pq.ParquetWriter(target, schema) as writer:
+            for part in parts:
                 table = pq.read_table(part)
-                columns = [
-                    table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
-                    for f in self.schema
-                ]
-                writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
-                part.unlink()
-        return target
+                arrays = [table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+                          for f in schema]
+                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
 
-_SINKS = {"jsonl": _JsonLines, "json": _JsonArray, "csv": _Csv, "parquet": _Parquet}
+_FORMATS = {"jsonl": JsonLines, "json": JsonArray, "csv": Csv, "parquet": Parquet}
 
 
-class Writer:
-    """Writes chunks of rows to `path` in the format its extension names. Use as a context manager: the file
-    appears (or is replaced) only when the block completes without an exception."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.format = output_format(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._folder = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
-        self._sink = _SINKS[self.format](self._folder)
-
-    def write(self, rows: list[dict]) -> None:
-        if rows:
-            self._sink.write(rows)
-
-    def close(self) -> None:
-        """Finish the file and move it into place."""
-        try:
-            os.replace(self._sink.finish(), self.path)
-        finally:
-            shutil.rmtree(self._folder, ignore_errors=True)
-
-    def abort(self) -> None:
-        """Drop what was written; the target stays as it was."""
-        handle = getattr(self._sink, "handle", None)
-        if handle is not None:
-            handle.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
-
-    def __enter__(self) -> Writer:
-        return self
-
-    def __exit__(self, kind, error, trace) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
+def part_format(fmt: str) -> JsonLines | Parquet:
+    """A fresh writer of parts for the output format `fmt` (jsonl, json, csv or parquet)."""
+    return _FORMATS[fmt]()

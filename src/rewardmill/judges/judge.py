@@ -171,6 +171,17 @@ class Judge:
                                  {"raw_output": self._raw(raw) if raw else None, "model_name": self.backend.model_name,
                                   "scoring": self.scoring})
 
+    @property
+    def identity(self) -> dict:
+        """What the judged outputs depend on (a resumed run must match it): the task and its settings, the model,
+        the kind of backend, generation settings and parsing; not where the server is or how many requests fly."""
+        plain = (str, int, float, bool, type(None), list, tuple, dict)
+        return {"task": self.task.name, "task settings": {k: v for k, v in sorted(vars(self.task).items())
+                                                          if isinstance(v, plain)},
+                "model": self.backend.model_name, "backend": type(self.backend).__name__,
+                "generation": self.backend.settings.describe(), "scoring": self.scoring,
+                "structured": self.structured, "retries": self.retries}
+
     def describe(self) -> dict[str, str]:
         return {**self.task.describe(), **self.backend.describe(),
                 "parsing": f"strict (indices, final verdicts, ranges checked); up to {self.retries} re-asks, then "
