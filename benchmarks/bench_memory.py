@@ -1,5 +1,5 @@
 """Peak memory while scoring JSONL files of 20,000 and 200,000 rows with a tiny reward model, each run in its own
-process (`rewardmill score`, JSONL and Parquet output). Streaming end to end means the two peaks are about equal.
+process (`rewardmill score`, JSONL, Parquet and CSV output). Streaming end to end means the two peaks are about equal.
 
     python benchmarks/bench_memory.py                # 20,000 and 200,000 rows
     python benchmarks/bench_memory.py --rows 2000,20000
@@ -54,7 +54,7 @@ def main() -> None:
         for n in (int(x) for x in args.rows.split(",")):
             source = folder / f"rows-{n}.jsonl"
             write_rows(source, n)
-            for suffix in (".jsonl", ".parquet"):
+            for suffix in (".jsonl", ".parquet", ".csv"):
                 command = [sys.executable, "-m", "rewardmill.cli", "score", str(source), "-m", str(model),
                            "-o", str(folder / f"out-{n}{suffix}"), "--threads", "1"]
                 peak, seconds = peak_rss_mib(command)
@@ -64,7 +64,7 @@ def main() -> None:
     print("| rows | output | peak RSS (MiB) | seconds | rows/s |\n|---:|---|---:|---:|---:|")
     for n, suffix, peak, seconds in results:
         print(f"| {n} | {suffix} | {peak:.0f} | {seconds:.0f} | {n / seconds:.0f} |")
-    for suffix in (".jsonl", ".parquet"):
+    for suffix in (".jsonl", ".parquet", ".csv"):
         peaks = [p for _, s, p, _ in results if s == suffix]
         print(f"\n{suffix}: largest / smallest peak = {max(peaks) / min(peaks):.3f}", end="")
     print()

@@ -134,6 +134,13 @@ def test_nothing_committed_leaves_nothing_behind_and_resume_without_a_partial_ru
     assert summary.resumed_rows == 0 and summary.rows == 10
 
 
+def test_a_file_where_the_partial_folder_goes_is_named(tmp_path):
+    (tmp_path / "out.jsonl.partial").write_text("mine")
+    with pytest.raises(InputError, match="is a file"):
+        CommittedOutput(tmp_path / "out.jsonl", {})
+    assert (tmp_path / "out.jsonl.partial").read_text() == "mine"
+
+
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(tmp_path):
     out = tmp_path / "out.jsonl"
     with CommittedOutput(out, {"run": 1}) as first:

@@ -192,6 +192,9 @@ def _committed(folder: Path) -> list[dict[str, Any]]:
 
 def _lock(folder: Path, output: Path):
     """An exclusive lock on the folder, held while the run writes (released by the OS when the process dies)."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file, but rewardmill keeps a run's committed chunks in a folder of that "
+                         "name; move the file away or choose another output name")
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here; one run at a time is then up to the user
