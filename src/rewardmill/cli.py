@@ -497,6 +497,77 @@ def dpo(
 
 
 @app.command()
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on. Loopback by default: serving other machines is a choice (then set --api-key-env).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding an API key: every route but /health then needs 'Authorization: Bearer <key>' (the key is never printed).")] = None,
+    max_delay_ms: Annotated[float, typer.Option(help="How long an idle model waits for more requests to batch with the first one.", rich_help_panel=ENGINE)] = 2.0,
+    max_queue: Annotated[int, typer.Option(help="Inputs that may wait for the model; past that, requests get a fast 503 with Retry-After.", rich_help_panel=ENGINE)] = 4096,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body (413 past it).")] = 32.0,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log one line per request (method, path, status; never the body).")] = False,
+    kind: KindOpt = Kind("auto"),
+    revision: RevisionOpt = None,
+    dtype: DTypeOpt = DTypeChoice("default"),
+    device: DeviceOpt = None,
+    device_map: DeviceMapOpt = None,
+    trust_remote_code: RemoteOpt = False,
+    token: TokenOpt = None,
+    attn_implementation: AttnOpt = None,
+    max_length: MaxLenOpt = None,
+    truncation: TruncOpt = TruncationChoice("error"),
+    chat_template: TemplateOpt = None,
+    label: LabelOpt = None,
+    alpha: AlphaOpt = None,
+    token_type_ids: TypesOpt = None,
+    padding_side: PaddingOpt = None,
+    reward_token_id: RewardTokenOpt = None,
+    model_kwarg: ModelKwargOpt = None,
+    quirks: QuirksOpt = None,
+    all_labels: AllLabelsOpt = False,
+    probabilities: ProbOpt = False,
+    objectives: ObjectivesOpt = False,
+    gating: GatingOpt = False,
+    batch_size: BatchOpt = None,
+    max_tokens_per_batch: TokensOpt = None,
+    threads: ThreadsOpt = "auto",
+    cpu_kernel: KernelOpt = KernelChoice("auto"),
+) -> None:
+    """Serve a reward model over HTTP for online RL trainers: OpenRLHF (/get_reward), verl and vLLM clients
+    (/classify, /pooling, /score), and rewardmill's own /v1/rewards; requests from all clients are batched together."""
+    import os
+
+    _quiet_transformers()
+    try:
+        from .server import ServerOptions
+        from .server.run import run_server
+
+        api_key = None
+        if api_key_env is not None:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
+                raise OptionsError(f"--api-key-env {api_key_env}: that environment variable is not set")
+        options = ServerOptions(max_delay=max_delay_ms / 1000, max_queue=max_queue,
+                                max_body_bytes=int(max_body_mb * 1024 * 1024), api_key=api_key)
+        model = _model_or_default(model)
+        args = ModelArgs(
+            model, kind=kind.value, quirks=quirks,
+            load=_load_options(revision, dtype, device, device_map, trust_remote_code, token, attn_implementation),
+            text=TextOptions(max_length=max_length, truncation=truncation.value),
+            family=_family(chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
+                           padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg,
+                           all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating),
+            engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch),
+            cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
+        )
+        run_server(args.scorer(), host=host, port=port, options=options, access_log=access_log)
+    except RewardmillError as error:
+        _fail(str(error))
+    except ImportError as error:
+        _fail(f"rewardmill serve needs the serve extra: pip install 'rewardmill[serve]' ({error})")
+
+
+@app.command()
 def inspect(
     model: Annotated[Optional[str], typer.Argument(help="Hub id or local directory, or the baseline 'length' (default: the model `score` uses without -m).", show_default=False)] = None,
     kind: KindOpt = Kind("auto"),

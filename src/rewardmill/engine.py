@@ -10,7 +10,7 @@ forward pass in the shape range where the hardware is efficient. Results come ba
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -150,12 +150,18 @@ class Engine:
         retried, down to single items, so one bad row never takes its neighbours down; a batch that runs out of
         memory also lowers the token budget for the rest of the run (said once, as a warning)."""
         results: list[dict[str, float] | Failure | None] = [None] * len(items)
-        for indices in self.plan(items):
-            for index, result in self._settle(items, indices).items():
+        for settled in self.run_batches(items):
+            for index, result in settled.items():
                 results[index] = result
             if on_batch is not None:
-                on_batch(indices)
+                on_batch(list(settled))
         return results  # type: ignore[return-value]
+
+    def run_batches(self, items: Sequence[Encoded]) -> Iterator[dict[int, dict[str, float] | Failure]]:
+        """Like `run`, one planned batch at a time: yields {index in `items`: result} as each batch is done, so
+        a server can answer the requests of a batch before the next one runs."""
+        for indices in self.plan(items):
+            yield self._settle(items, indices)
 
     def _settle(self, items: Sequence[Encoded], indices: list[int]) -> dict[int, dict[str, float] | Failure]:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
@@ -125,6 +125,22 @@ class Adapter(ABC):
     def encode(self, conversation: Conversation) -> Encoded:
         """Token ids for one conversation. Raises RowError when it cannot be encoded. Must be thread-safe:
         it may not change the tokenizer or any other shared state."""
+
+    def encode_text(self, text: str, add_special_tokens: bool = False) -> Encoded:
+        """Token ids for text already rendered the way the model reads it (a trainer's templated query). Only
+        chat-template families read such text; the others score a (prompt, response) pair."""
+        raise RowError(f"a {self.kind} model scores a (prompt, response) pair, not one rendered text; send pairs "
+                       "(text_1/text_2 to /score, or rows to /v1/rewards)")
+
+    def encode_ids(self, ids: Sequence[int]) -> Encoded:
+        """Token ids given as they are, checked against the vocabulary and fitted to the maximum length."""
+        vocabulary = self.model.get_input_embeddings().num_embeddings
+        if not ids:
+            raise RowError("no token ids")
+        for token in ids:
+            if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocabulary:
+                raise RowError(f"token id {token!r} is not in the model's vocabulary (0..{vocabulary - 1})")
+        return Encoded(self.fit(list(ids)))
 
     @abstractmethod
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:

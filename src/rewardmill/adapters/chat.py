@@ -51,7 +51,12 @@ class ChatEncoder:
             text = self.render(conversation)
         except Exception as error:  # Jinja raise_exception(), e.g. "roles must alternate"
             raise RowError(f"the chat template rejected this conversation: {error}") from None
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.encode_rendered(text)
+
+    def encode_rendered(self, text: str, add_special_tokens: bool = False) -> tuple[list[int], int, int]:
+        """Like `encode`, for text already rendered with the template (a trainer's query). With
+        `add_special_tokens` the tokenizer adds its BOS, but text that already starts with one keeps one."""
+        ids = self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
         if self.bos_id is not None:
             while len(ids) > 1 and ids[0] == ids[1] == self.bos_id:
                 ids = ids[1:]

@@ -55,6 +55,10 @@ class DecoderAdapter(Adapter):
         ids, prefix, suffix = self.chat.encode(conversation)
         return Encoded(self.fit(ids, keep_prefix=prefix, keep_suffix=suffix))
 
+    def encode_text(self, text: str, add_special_tokens: bool = False) -> Encoded:
+        ids, prefix, suffix = self.chat.encode_rendered(text, add_special_tokens)
+        return Encoded(self.fit(ids, keep_prefix=prefix, keep_suffix=suffix))
+
     def call_model(self, batch: Batch):
         """The model's own forward on a padded batch, with position ids whenever it takes them."""
         inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
