@@ -1,0 +1,151 @@
+"""A real `rewardmill serve` process: SIGTERM while busy drains and exits cleanly; a bounded loopback load test
+(200 concurrent clients, 1-item requests, 20 s: no failed request, batches formed across requests; p50/p99
+printed, not asserted); an overloaded server answers fast 503s and never hangs."""
+
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs POSIX signals")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Served:
+    def __init__(self, model_dir, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rewardmill.cli", "serve", "-m", str(model_dir), "--port", str(self.port),
+             "--threads", "1", "--cpu-kernel", "torch", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.process.stdout.read())
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        output, _ = self.process.communicate(timeout=60)
+        return output
+
+    def formed(self) -> tuple[float, float]:
+        values = {}
+        for line in httpx.get(self.url + "/metrics").text.splitlines():
+            if line.startswith("rewardmill_formed_batch_rows_"):
+                name, value = line.split()
+                values[name] = float(value)
+        return values["rewardmill_formed_batch_rows_sum"], values["rewardmill_formed_batch_rows_count"]
+
+
+def query(i: int, words: int = 12) -> str:
+    return (f"<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nquestion {i}<|eot_id|>"
+            f"<|start_header_id|>assistant<|end_header_id|>\n\n{'answer ' * words}<|eot_id|>")
+
+
+def test_sigterm_while_busy_finishes_the_requests_in_flight_then_exits(llama_dir):
+    server = Served(llama_dir)
+    body = {"query": [query(i, 150) for i in range(16)]}  # each request keeps the model busy for a while
+
+    def ask(i):
+        try:
+            return httpx.post(server.url + "/get_reward", json=body, timeout=120).status_code
+        except httpx.TransportError as error:  # sent after the listener closed: refused, never half answered
+            return type(error).__name__
+
+    with ThreadPoolExecutor(24) as pool:
+        futures = [pool.submit(ask, i) for i in range(24)]
+        time.sleep(0.5)
+        terminated = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        results = [f.result() for f in futures]
+    output = server.stop()
+    # uvicorn drains, runs the shutdown (the batcher finishes its queue), then ends by the signal it was sent
+    assert server.process.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output and "Finished server process" in output
+    assert results.count(200) >= 1 and all(r == 200 or r == "ConnectError" for r in results), results
+    assert time.monotonic() - terminated < 60
+
+
+def test_load_200_concurrent_clients_for_20_seconds(llama_dir, capsys):
+    server = Served(llama_dir)
+    try:
+        before = server.formed()
+        latencies, failures = asyncio.run(_load(server.url, clients=200, seconds=20.0))
+        rows, formed = (a - b for a, b in zip(server.formed(), before))
+    finally:
+        server.stop()
+    p50, p99 = statistics.quantiles(latencies, n=100)[49], statistics.quantiles(latencies, n=100)[98]
+    with capsys.disabled():
+        print(f"\nload: {len(latencies)} requests from 200 clients in 20 s, {failures} failed, "
+              f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, mean formed batch {rows / formed:.1f} inputs")
+    assert failures == 0 and len(latencies) > 200
+    assert rows / formed > 1
+
+
+def test_an_overloaded_server_answers_503_fast_and_never_hangs(llama_dir):
+    server = Served(llama_dir, "--max-queue", "8")
+    try:
+        statuses, seconds = asyncio.run(_burst(server.url, clients=200))
+    finally:
+        server.stop()
+    refused = [s for s, t in zip(statuses, seconds) if s == 503]
+    assert refused and set(statuses) <= {200, 503}, set(statuses)
+    assert max(t for s, t in zip(statuses, seconds) if s == 503) < 2.0
+
+
+async def _load(url: str, clients: int, seconds: float) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    failures = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        stop = time.monotonic() + seconds
+
+        async def one_client(c: int):
+            nonlocal failures
+            i = 0
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                try:
+                    response = await client.post("/get_reward", json={"query": [query(c * 1000 + i, 4 + i % 9)]})
+                    ok = response.status_code == 200 and len(response.json()["rewards"]) == 1
+                except httpx.HTTPError:
+                    ok = False
+                failures += not ok
+                latencies.append(time.perf_counter() - started)
+                i += 1
+
+        await asyncio.gather(*(one_client(c) for c in range(clients)))
+    return latencies, failures
+
+
+async def _burst(url: str, clients: int) -> tuple[list[int], list[float]]:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        async def one(i: int):
+            started = time.perf_counter()
+            response = await client.post("/get_reward", json={"query": [query(i, 200)] * 4})
+            return response.status_code, time.perf_counter() - started
+
+        results = await asyncio.gather(*(one(i) for i in range(clients)))
+    return [s for s, _ in results], [t for _, t in results]
