@@ -80,6 +80,7 @@ ThreadsOpt = Annotated[str, typer.Option(help="CPU threads for torch: a number, 
 KernelOpt = Annotated[KernelChoice, typer.Option("--cpu-kernel", help="fp32 matmul kernel on CPU: auto (time torch's MKL and oneDNN on the model's largest layer, change only for a clear gain), torch or onednn.", rich_help_panel=ENGINE)]
 
 
+NormalizeOpt = Annotated[Optional[Path], typer.Option(help="A calibration file from `rewardmill calibrate`: report every score as (score - mean) / std of the model's scores on that reference set (refused if it was made for another model or options).", rich_help_panel=OUTPUTS)]
 ShapeOpt = Annotated[ShapeChoice, typer.Option(help="Row shape (auto: per row, among the shapes that share the first row's output column).", rich_help_panel=INPUT)]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Abort on the first bad row instead of writing its error into the error column.", rich_help_panel=INPUT)]
 SplitOpt = Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict or a hub dataset.", rich_help_panel=INPUT)]
@@ -178,6 +179,40 @@ def _family(*, chat_template, label, alpha, token_type_ids, padding_side, reward
         "model_kwargs": parse_model_kwargs(model_kwarg), "all_labels": all_labels, "probabilities": probabilities,
         "objectives": objectives, "gating": gating,
     }
+
+
+MODEL_FLAGS = ("kind", "quirks", "revision", "dtype", "device", "device_map", "trust_remote_code", "token",
+               "attn_implementation", "max_length", "truncation", "chat_template", "label", "alpha", "token_type_ids",
+               "padding_side", "reward_token_id", "model_kwarg", "all_labels", "probabilities", "objectives", "gating",
+               "batch_size", "max_tokens_per_batch", "threads", "cpu_kernel")
+
+
+def _model_args(model: str, *, kind, quirks, revision, dtype, device, device_map, trust_remote_code, token,
+                attn_implementation, max_length, truncation, chat_template, label, alpha, token_type_ids,
+                padding_side, reward_token_id, model_kwarg, all_labels, probabilities, objectives, gating, batch_size,
+                max_tokens_per_batch, threads, cpu_kernel) -> ModelArgs:
+    """The model flags that score, serve and calibrate share (MODEL_FLAGS), as the API's option groups."""
+    return ModelArgs(
+        model, kind=kind.value, quirks=quirks,
+        load=_load_options(revision, dtype, device, device_map, trust_remote_code, token, attn_implementation),
+        text=TextOptions(max_length=max_length, truncation=truncation.value),
+        family=_family(chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
+                       padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg,
+                       all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating),
+        engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch),
+        cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
+    )
+
+
+def _normalized(scorer: Scorer, normalize: Path | None) -> Scorer:
+    """The scorer with --normalize FILE applied (reward models only)."""
+    if normalize is None:
+        return scorer
+    from .calibration import Calibration
+
+    if not hasattr(scorer, "normalize_with"):
+        raise OptionsError(f"--normalize applies to reward models, not {scorer.name}")
+    return scorer.normalize_with(Calibration.load(normalize))
 
 
 AllowErrorsOpt = Annotated[bool, typer.Option("--allow-errors", help="Exit 0 even when rows failed while scoring (the model raised, a request failed, an answer did not parse); such rows always keep their error in the output.")]
@@ -287,6 +322,7 @@ def score(
     cache: Annotated[Optional[Path], typer.Option(help="Folder of a score cache (SQLite) reused across runs: an input already scored by the same model and settings is not scored again.", rich_help_panel=ENGINE)] = None,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
+    normalize: NormalizeOpt = None,
     conversation_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: list of {role, content} ending with an assistant turn.")] = "conversation",
     instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the user prompt.")] = "instruction",
     response_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: one response to the instruction.")] = "response",
@@ -318,17 +354,8 @@ def score(
         row_options = RowOptions(columns=columns, shape=None if shape.value == "auto" else Shape(shape.value),
                                  strict=strict, chunk_rows=chunk_rows)
         model = _model_or_default(model)
-        args = ModelArgs(
-            model, kind=kind.value, quirks=quirks,
-            load=_load_options(revision, dtype, device, device_map, trust_remote_code, token, attn_implementation),
-            text=TextOptions(max_length=max_length, truncation=truncation.value),
-            family=_family(chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
-                           padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg,
-                           all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating),
-            engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch),
-            cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
-        )
-        scorer = args.scorer()
+        args = _model_args(model, **{k: v for k, v in locals().items() if k in MODEL_FLAGS})
+        scorer = _normalized(args.scorer(), normalize)
         if cache is not None:
             if not hasattr(scorer, "use_cache"):
                 raise OptionsError(f"--cache applies to reward models, not the {model} baseline")
@@ -506,6 +533,7 @@ def serve(
     max_queue: Annotated[int, typer.Option(help="Inputs that may wait for the model; past that, requests get a fast 503 with Retry-After.", rich_help_panel=ENGINE)] = 4096,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body (413 past it).")] = 32.0,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log one line per request (method, path, status; never the body).")] = False,
+    normalize: NormalizeOpt = None,
     kind: KindOpt = Kind("auto"),
     revision: RevisionOpt = None,
     dtype: DTypeOpt = DTypeChoice("default"),
@@ -550,21 +578,80 @@ def serve(
         options = ServerOptions(max_delay=max_delay_ms / 1000, max_queue=max_queue,
                                 max_body_bytes=int(max_body_mb * 1024 * 1024), api_key=api_key)
         model = _model_or_default(model)
-        args = ModelArgs(
-            model, kind=kind.value, quirks=quirks,
-            load=_load_options(revision, dtype, device, device_map, trust_remote_code, token, attn_implementation),
-            text=TextOptions(max_length=max_length, truncation=truncation.value),
-            family=_family(chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
-                           padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg,
-                           all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating),
-            engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch),
-            cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
-        )
-        run_server(args.scorer(), host=host, port=port, options=options, access_log=access_log)
+        args = _model_args(model, **{k: v for k, v in locals().items() if k in MODEL_FLAGS})
+        run_server(_normalized(args.scorer(), normalize), host=host, port=port, options=options, access_log=access_log)
     except RewardmillError as error:
         _fail(str(error))
     except ImportError as error:
         _fail(f"rewardmill serve needs the serve extra: pip install 'rewardmill[serve]' ({error})")
+
+
+@app.command()
+def calibrate(
+    input: InputArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to save the calibration (JSON), for --normalize.", show_default=False)],
+    model: ModelOpt = None,
+    split: SplitOpt = None,
+    shape: ShapeOpt = ShapeChoice("auto"),
+    chunk_rows: ChunkOpt = 2048,
+    kind: KindOpt = Kind("auto"),
+    revision: RevisionOpt = None,
+    dtype: DTypeOpt = DTypeChoice("default"),
+    device: DeviceOpt = None,
+    device_map: DeviceMapOpt = None,
+    trust_remote_code: RemoteOpt = False,
+    token: TokenOpt = None,
+    attn_implementation: AttnOpt = None,
+    max_length: MaxLenOpt = None,
+    truncation: TruncOpt = TruncationChoice("error"),
+    chat_template: TemplateOpt = None,
+    label: LabelOpt = None,
+    alpha: AlphaOpt = None,
+    token_type_ids: TypesOpt = None,
+    padding_side: PaddingOpt = None,
+    reward_token_id: RewardTokenOpt = None,
+    model_kwarg: ModelKwargOpt = None,
+    quirks: QuirksOpt = None,
+    all_labels: AllLabelsOpt = False,
+    probabilities: ProbOpt = False,
+    objectives: ObjectivesOpt = False,
+    gating: GatingOpt = False,
+    batch_size: BatchOpt = None,
+    max_tokens_per_batch: TokensOpt = None,
+    threads: ThreadsOpt = "auto",
+    cpu_kernel: KernelOpt = KernelChoice("auto"),
+) -> None:
+    """Score a reference set (INPUT, any shape `score` reads) and save the mean and standard deviation of the
+    scores, for `--normalize` in score and serve. Use the same model options there as here."""
+    from .calibration import calibrate as make_calibration
+    from .readers import read_rows
+    from .row_scoring import RowOptions, score_rows
+
+    _quiet_transformers()
+    try:
+        source = read_rows(str(input), split=split)
+        model = _model_or_default(model)
+        args = _model_args(model, **{k: v for k, v in locals().items() if k in MODEL_FLAGS})
+        scorer = args.scorer()
+        if not hasattr(scorer, "identity") or not hasattr(scorer, "normalize_with"):
+            raise OptionsError(f"calibrate applies to reward models, not {scorer.name}")
+        options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), chunk_rows=chunk_rows)
+        scores, errors = [], 0
+        for row in score_rows(scorer, source.rows, options):
+            errors += bool(row.get("error"))
+            for name in ("score", "scores", "ratings"):
+                value = row.get(name)
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, (int, float)):
+                        scores.append(item)
+        calibration = make_calibration(scorer.identity, scores, source=str(input))
+        calibration.save(output)
+    except RewardmillError as error:
+        _fail(str(error))
+        return
+    note = f"; {errors} rows had errors and were left out" if errors else ""
+    typer.echo(f"calibrated on {calibration.count} scores: mean {calibration.mean:.6g}, std {calibration.std:.6g}"
+               f"{note} -> {output}", err=True)
 
 
 @app.command()

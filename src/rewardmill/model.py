@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ from . import cpu
 from .adapters import Adapter, FamilyOptions, Plan, TextOptions, adapter_for, plan_model
 from .adapters.base import Encoded
 from .cache import ResultCache
+from .calibration import Calibration
 from .cpu import CpuOptions
 from .engine import Engine, EngineOptions
 from .defaults import installed_weights
@@ -37,6 +39,13 @@ from .loading import (
 from .options import resolve_family_options, split_flat
 from .quirks import QuirksError, load_quirks
 from .scorer import Conversation, Failure, Item, ItemResult, Progress
+
+
+def _plain(options: Any) -> Any:
+    """Family options as JSON values, field by field (so a changed one is named), else their repr."""
+    if dataclasses.is_dataclass(options):
+        return json.loads(json.dumps(dataclasses.asdict(options), default=repr))
+    return repr(options)
 
 
 class RewardModel:
@@ -60,6 +69,7 @@ class RewardModel:
         self.engine = Engine(adapter, engine_options)
         self.cache: ResultCache | None = None  # `use_cache(folder)`: scores reused across runs
         self._identity: dict[str, Any] | None = None
+        self.calibration: Calibration | None = None  # `normalize_with(calibration)`
 
     def use_cache(self, folder: str | Path) -> RewardModel:
         """Reuse scores across runs: keyed by this model's fingerprint and each input's token ids."""
@@ -68,10 +78,30 @@ class RewardModel:
         self.cache = score_cache(folder)
         return self
 
+    def normalize_with(self, calibration: Calibration) -> RewardModel:
+        """Report every score as (score - mean) / std of `calibration` (`rewardmill calibrate`), after checking
+        that it was made for this model and these options."""
+        calibration.check(self.base_identity)
+        self.calibration = calibration
+        return self
+
+    def normalized(self, output: dict[str, float]) -> dict[str, float]:
+        """An engine output with its score normalized (when a calibration is in use)."""
+        if self.calibration is None:
+            return output
+        return {**output, "score": self.calibration.apply(output["score"])}
+
     @property
     def identity(self) -> dict[str, Any]:
-        """Everything a score depends on besides the token ids: the model and its weights, dtype, family, the
-        family's options and the outputs read. Computed once (it reads the weight files' sizes and times)."""
+        """`base_identity`, and the normalization when one is in use."""
+        if self.calibration is None:
+            return self.base_identity
+        return {**self.base_identity, "normalize": {"mean": self.calibration.mean, "std": self.calibration.std}}
+
+    @property
+    def base_identity(self) -> dict[str, Any]:
+        """Everything a raw score depends on besides the token ids: the model and its weights, dtype, family,
+        the family's options and the outputs read. Computed once (it reads the weight files' sizes and times)."""
         if self._identity is None:
             model = self.adapter.model
             config = getattr(model, "config", None)
@@ -81,7 +111,7 @@ class RewardModel:
             self._identity = {
                 "model": self.name, "commit": getattr(config, "_commit_hash", None), "weights": weights,
                 "dtype": str(next(model.parameters()).dtype), "kind": getattr(self.adapter, "kind", None),
-                "options": repr(self.adapter.options), "outputs": list(self.output_names),
+                "options": _plain(self.adapter.options), "outputs": list(self.output_names),
                 "max_length": self.adapter.max_length, "truncation": self.adapter.truncation,
                 "pad": self.adapter.pad_token_id, "side": self.adapter.padding_side,
             }
@@ -89,8 +119,8 @@ class RewardModel:
 
     @property
     def fingerprint(self) -> str:
-        """`identity` as one string (the score cache's key prefix)."""
-        return json.dumps(self.identity, sort_keys=True, default=str)
+        """`base_identity` as one string: the score cache's key prefix (the cache keeps raw scores)."""
+        return json.dumps(self.base_identity, sort_keys=True, default=str)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -223,7 +253,7 @@ class RewardModel:
             if isinstance(output, Failure):
                 results[i].errors[k] = output
             else:
-                results[i].outputs[k] = output
+                results[i].outputs[k] = self.normalized(output)
         return results
 
     def score(self, inputs: Sequence[Conversation | dict | tuple[str, str]]) -> list[float]:

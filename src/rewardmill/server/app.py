@@ -119,7 +119,7 @@ class RewardService:
         for i, output in enumerate(outputs):
             if isinstance(output, Failure):
                 raise HTTPError(500, f"{param}[{i}]: {output}", "InternalServerError", param=param)
-        return outputs, works
+        return [self.model.normalized(output) for output in outputs], works
 
     def labels(self, output: dict, activated: bool) -> tuple[list[float], str]:
         values = [float(output[name]) for name in self.label_outputs]

@@ -1,0 +1,88 @@
+"""`rewardmill calibrate` and `--normalize`: mean and standard deviation of a model's scores on a reference
+set, applied as (score - mean) / std by score and serve, refused for another model or other options."""
+
+import json
+import statistics
+
+import httpx
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from typer.testing import CliRunner
+
+from rewardmill import RewardModel
+from rewardmill.calibration import Calibration
+from rewardmill.cli import app
+from rewardmill.errors import OptionsError
+from rewardmill.server import create_app
+from server_harness import running
+
+runner = CliRunner()
+ROWS = [{"instruction": f"question {i}", "response": "answer " * (i % 7 + 1)} for i in range(20)]
+
+
+def raw_scores(directory, rows):
+    tok = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    with torch.no_grad():
+        return [model(torch.tensor([tok.apply_chat_template(
+            [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["response"]}],
+            tokenize=True, return_dict=True)["input_ids"]])).logits[0, 0].item() for r in rows]
+
+
+@pytest.fixture(scope="module")
+def calibrated(llama_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("calibration")
+    data = folder / "reference.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS + [{"instruction": "no response"}]))
+    result = runner.invoke(app, ["calibrate", str(data), "-m", str(llama_dir), "-o", str(folder / "cal.json"),
+                                 "--threads", "1", "--cpu-kernel", "torch"])
+    assert result.exit_code == 0, result.output
+    assert "1 rows had errors and were left out" in result.output
+    return folder, raw_scores(llama_dir, ROWS)
+
+
+def test_calibrate_saves_mean_and_std_of_the_reference_scores(calibrated):
+    folder, raw = calibrated
+    saved = json.loads((folder / "cal.json").read_text())
+    assert saved["count"] == 20
+    assert saved["mean"] == pytest.approx(statistics.fmean(raw), abs=1e-4)
+    assert saved["std"] == pytest.approx(statistics.pstdev(raw), abs=1e-4)
+
+
+def test_score_and_serve_normalize_with_it(calibrated, llama_dir):
+    folder, raw = calibrated
+    cal = json.loads((folder / "cal.json").read_text())
+    want = [(r - cal["mean"]) / cal["std"] for r in raw]
+    data = folder / "reference.jsonl"
+    out = folder / "normalized.jsonl"
+    result = runner.invoke(app, ["score", str(data), "-m", str(llama_dir), "-o", str(out), "--normalize",
+                                 str(folder / "cal.json"), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    got = [json.loads(line)["score"] for line in out.read_text().splitlines()][:20]
+    assert max(abs(g - w) for g, w in zip(got, want)) <= 1e-4
+    model = RewardModel.from_pretrained(str(llama_dir), threads=1, cpu_kernel="torch")
+    model.normalize_with(Calibration.load(folder / "cal.json"))
+    tok = AutoTokenizer.from_pretrained(llama_dir)
+    query = tok.apply_chat_template([{"role": "user", "content": ROWS[3]["instruction"]},
+                                     {"role": "assistant", "content": ROWS[3]["response"]}], tokenize=False)
+    with running(create_app(model)) as url:
+        reward = httpx.post(url + "/get_reward", json={"query": [query]}).json()["rewards"][0]
+        row = httpx.post(url + "/v1/rewards", json={"rows": [ROWS[3]]}).json()["results"][0]["score"]
+    assert abs(reward - want[3]) <= 1e-4 and abs(row - want[3]) <= 1e-4
+
+
+def test_a_calibration_for_other_options_or_a_broken_file_is_refused(calibrated, llama_dir, tmp_path):
+    folder, _ = calibrated
+    result = runner.invoke(app, ["score", str(folder / "reference.jsonl"), "-m", str(llama_dir), "-o",
+                                 str(tmp_path / "o.jsonl"), "--normalize", str(folder / "cal.json"), "--max-length", "99"])
+    assert result.exit_code == 2 and "max_length: 2048 -> 99" in result.output
+    model = RewardModel.from_pretrained(str(llama_dir), probabilities=True)
+    with pytest.raises(OptionsError, match="options.probabilities: false -> true"):
+        model.normalize_with(Calibration.load(folder / "cal.json"))
+    (tmp_path / "bad.json").write_text('{"mean": 1}')
+    with pytest.raises(OptionsError, match="not a calibration file"):
+        Calibration.load(tmp_path / "bad.json")
+    (tmp_path / "flat.json").write_text(json.dumps({**json.loads((folder / "cal.json").read_text()), "std": 0}))
+    with pytest.raises(OptionsError, match="cannot normalize"):
+        Calibration.load(tmp_path / "flat.json")
