@@ -8,6 +8,8 @@ message; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect as pyinspect
 import json
 import sys
 from dataclasses import dataclass, field
@@ -187,6 +189,40 @@ MODEL_FLAGS = ("kind", "quirks", "revision", "dtype", "device", "device_map", "t
                "batch_size", "max_tokens_per_batch", "threads", "cpu_kernel")
 
 
+def _model_parameters() -> list[pyinspect.Parameter]:
+    """The shared model flags as keyword-only parameters, for `with_model_flags`."""
+    specs = {
+        "kind": (KindOpt, Kind("auto")), "revision": (RevisionOpt, None), "dtype": (DTypeOpt, DTypeChoice("default")),
+        "device": (DeviceOpt, None), "device_map": (DeviceMapOpt, None), "trust_remote_code": (RemoteOpt, False),
+        "token": (TokenOpt, None), "attn_implementation": (AttnOpt, None), "max_length": (MaxLenOpt, None),
+        "truncation": (TruncOpt, TruncationChoice("error")), "chat_template": (TemplateOpt, None),
+        "label": (LabelOpt, None), "alpha": (AlphaOpt, None), "token_type_ids": (TypesOpt, None),
+        "padding_side": (PaddingOpt, None), "reward_token_id": (RewardTokenOpt, None),
+        "model_kwarg": (ModelKwargOpt, None), "quirks": (QuirksOpt, None), "all_labels": (AllLabelsOpt, False),
+        "probabilities": (ProbOpt, False), "objectives": (ObjectivesOpt, False), "gating": (GatingOpt, False),
+        "batch_size": (BatchOpt, None), "max_tokens_per_batch": (TokensOpt, None), "threads": (ThreadsOpt, "auto"),
+        "cpu_kernel": (KernelOpt, KernelChoice("auto")),
+    }
+    assert set(specs) == set(MODEL_FLAGS)
+    return [pyinspect.Parameter(name, pyinspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for name, (annotation, default) in specs.items()]
+
+
+def with_model_flags(command):
+    """Give a command every model flag (MODEL_FLAGS) besides its own; it receives them in `**model_flags`,
+    ready for `_model_args`. One declaration for score, serve, calibrate and inspect."""
+    own = [p for p in pyinspect.signature(command, eval_str=True).parameters.values()
+           if p.kind is not pyinspect.Parameter.VAR_KEYWORD]
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> None:
+        return command(**kwargs)
+
+    del run.__wrapped__  # typer must read the signature below, not the command's own
+    run.__signature__ = pyinspect.Signature(own + _model_parameters(), return_annotation=None)
+    return run
+
+
 def _model_args(model: str, *, kind, quirks, revision, dtype, device, device_map, trust_remote_code, token,
                 attn_implementation, max_length, truncation, chat_template, label, alpha, token_type_ids,
                 padding_side, reward_token_id, model_kwarg, all_labels, probabilities, objectives, gating, batch_size,
@@ -283,36 +319,11 @@ def _quiet_transformers() -> None:
 
 
 @app.command()
+@with_model_flags
 def score(
     input: InputArg,
     output: OutputOpt,
     model: ModelOpt = None,
-    kind: KindOpt = Kind("auto"),
-    revision: RevisionOpt = None,
-    dtype: DTypeOpt = DTypeChoice("default"),
-    device: DeviceOpt = None,
-    device_map: DeviceMapOpt = None,
-    trust_remote_code: RemoteOpt = False,
-    token: TokenOpt = None,
-    attn_implementation: AttnOpt = None,
-    max_length: MaxLenOpt = None,
-    truncation: TruncOpt = TruncationChoice("error"),
-    chat_template: TemplateOpt = None,
-    label: LabelOpt = None,
-    alpha: AlphaOpt = None,
-    token_type_ids: TypesOpt = None,
-    padding_side: PaddingOpt = None,
-    reward_token_id: RewardTokenOpt = None,
-    model_kwarg: ModelKwargOpt = None,
-    quirks: QuirksOpt = None,
-    all_labels: AllLabelsOpt = False,
-    probabilities: ProbOpt = False,
-    objectives: ObjectivesOpt = False,
-    gating: GatingOpt = False,
-    batch_size: BatchOpt = None,
-    max_tokens_per_batch: TokensOpt = None,
-    threads: ThreadsOpt = "auto",
-    cpu_kernel: KernelOpt = KernelChoice("auto"),
     shape: ShapeOpt = ShapeChoice("auto"),
     strict: StrictOpt = False,
     split: SplitOpt = None,
@@ -333,6 +344,7 @@ def score(
     scores_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for instruction+responses rows.")] = "scores",
     ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for messages+generations rows.")] = "ratings",
     error_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output: why a row (or item) was not scored; null when it was.")] = "error",
+    **model_flags: Any,
 ) -> None:
     """Score every row of INPUT with a reward model (or a baseline) and write it, with all its columns, to OUTPUT.
 
@@ -354,7 +366,7 @@ def score(
         row_options = RowOptions(columns=columns, shape=None if shape.value == "auto" else Shape(shape.value),
                                  strict=strict, chunk_rows=chunk_rows)
         model = _model_or_default(model)
-        args = _model_args(model, **{k: v for k, v in locals().items() if k in MODEL_FLAGS})
+        args = _model_args(model, **model_flags)
         scorer = _normalized(args.scorer(), normalize)
         if cache is not None:
             if not hasattr(scorer, "use_cache"):
@@ -524,6 +536,7 @@ def dpo(
 
 
 @app.command()
+@with_model_flags
 def serve(
     model: ModelOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on. Loopback by default: serving other machines is a choice (then set --api-key-env).")] = "127.0.0.1",
@@ -534,32 +547,7 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="Largest request body (413 past it).")] = 32.0,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log one line per request (method, path, status; never the body).")] = False,
     normalize: NormalizeOpt = None,
-    kind: KindOpt = Kind("auto"),
-    revision: RevisionOpt = None,
-    dtype: DTypeOpt = DTypeChoice("default"),
-    device: DeviceOpt = None,
-    device_map: DeviceMapOpt = None,
-    trust_remote_code: RemoteOpt = False,
-    token: TokenOpt = None,
-    attn_implementation: AttnOpt = None,
-    max_length: MaxLenOpt = None,
-    truncation: TruncOpt = TruncationChoice("error"),
-    chat_template: TemplateOpt = None,
-    label: LabelOpt = None,
-    alpha: AlphaOpt = None,
-    token_type_ids: TypesOpt = None,
-    padding_side: PaddingOpt = None,
-    reward_token_id: RewardTokenOpt = None,
-    model_kwarg: ModelKwargOpt = None,
-    quirks: QuirksOpt = None,
-    all_labels: AllLabelsOpt = False,
-    probabilities: ProbOpt = False,
-    objectives: ObjectivesOpt = False,
-    gating: GatingOpt = False,
-    batch_size: BatchOpt = None,
-    max_tokens_per_batch: TokensOpt = None,
-    threads: ThreadsOpt = "auto",
-    cpu_kernel: KernelOpt = KernelChoice("auto"),
+    **model_flags: Any,
 ) -> None:
     """Serve a reward model over HTTP for online RL trainers: OpenRLHF (/get_reward), verl and vLLM clients
     (/classify, /pooling, /score), and rewardmill's own /v1/rewards; requests from all clients are batched together."""
@@ -578,7 +566,7 @@ def serve(
         options = ServerOptions(max_delay=max_delay_ms / 1000, max_queue=max_queue,
                                 max_body_bytes=int(max_body_mb * 1024 * 1024), api_key=api_key)
         model = _model_or_default(model)
-        args = _model_args(model, **{k: v for k, v in locals().items() if k in MODEL_FLAGS})
+        args = _model_args(model, **model_flags)
         run_server(_normalized(args.scorer(), normalize), host=host, port=port, options=options, access_log=access_log)
     except RewardmillError as error:
         _fail(str(error))
@@ -587,6 +575,7 @@ def serve(
 
 
 @app.command()
+@with_model_flags
 def calibrate(
     input: InputArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to save the calibration (JSON), for --normalize.", show_default=False)],
@@ -594,32 +583,7 @@ def calibrate(
     split: SplitOpt = None,
     shape: ShapeOpt = ShapeChoice("auto"),
     chunk_rows: ChunkOpt = 2048,
-    kind: KindOpt = Kind("auto"),
-    revision: RevisionOpt = None,
-    dtype: DTypeOpt = DTypeChoice("default"),
-    device: DeviceOpt = None,
-    device_map: DeviceMapOpt = None,
-    trust_remote_code: RemoteOpt = False,
-    token: TokenOpt = None,
-    attn_implementation: AttnOpt = None,
-    max_length: MaxLenOpt = None,
-    truncation: TruncOpt = TruncationChoice("error"),
-    chat_template: TemplateOpt = None,
-    label: LabelOpt = None,
-    alpha: AlphaOpt = None,
-    token_type_ids: TypesOpt = None,
-    padding_side: PaddingOpt = None,
-    reward_token_id: RewardTokenOpt = None,
-    model_kwarg: ModelKwargOpt = None,
-    quirks: QuirksOpt = None,
-    all_labels: AllLabelsOpt = False,
-    probabilities: ProbOpt = False,
-    objectives: ObjectivesOpt = False,
-    gating: GatingOpt = False,
-    batch_size: BatchOpt = None,
-    max_tokens_per_batch: TokensOpt = None,
-    threads: ThreadsOpt = "auto",
-    cpu_kernel: KernelOpt = KernelChoice("auto"),
+    **model_flags: Any,
 ) -> None:
     """Score a reference set (INPUT, any shape `score` reads) and save the mean and standard deviation of the
     scores, for `--normalize` in score and serve. Use the same model options there as here."""
@@ -631,7 +595,7 @@ def calibrate(
     try:
         source = read_rows(str(input), split=split)
         model = _model_or_default(model)
-        args = _model_args(model, **{k: v for k, v in locals().items() if k in MODEL_FLAGS})
+        args = _model_args(model, **model_flags)
         scorer = args.scorer()
         if not hasattr(scorer, "identity") or not hasattr(scorer, "normalize_with"):
             raise OptionsError(f"calibrate applies to reward models, not {scorer.name}")
@@ -655,44 +619,15 @@ def calibrate(
 
 
 @app.command()
+@with_model_flags
 def inspect(
     model: Annotated[Optional[str], typer.Argument(help="Hub id or local directory, or the baseline 'length' (default: the model `score` uses without -m).", show_default=False)] = None,
-    kind: KindOpt = Kind("auto"),
-    revision: RevisionOpt = None,
-    dtype: DTypeOpt = DTypeChoice("default"),
-    device: DeviceOpt = None,
-    trust_remote_code: RemoteOpt = False,
-    token: TokenOpt = None,
-    max_length: MaxLenOpt = None,
-    chat_template: TemplateOpt = None,
-    label: LabelOpt = None,
-    alpha: AlphaOpt = None,
-    token_type_ids: TypesOpt = None,
-    padding_side: PaddingOpt = None,
-    reward_token_id: RewardTokenOpt = None,
-    model_kwarg: ModelKwargOpt = None,
-    quirks: QuirksOpt = None,
-    all_labels: AllLabelsOpt = False,
-    probabilities: ProbOpt = False,
-    objectives: ObjectivesOpt = False,
-    gating: GatingOpt = False,
-    threads: ThreadsOpt = "auto",
-    cpu_kernel: KernelOpt = KernelChoice("auto"),
+    **model_flags: Any,
 ) -> None:
     """Show what rewardmill detected for MODEL (family, what is called, how the score is read)."""
     _quiet_transformers()
     try:
-        model = _model_or_default(model)
-        args = ModelArgs(
-            model, kind=kind.value, quirks=quirks,
-            load=_load_options(revision, dtype, device, None, trust_remote_code, token, None),
-            text=TextOptions(max_length=max_length),
-            family=_family(chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
-                           padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg,
-                           all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating),
-            cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
-        )
-        report = args.scorer().describe()
+        report = _model_args(_model_or_default(model), **model_flags).scorer().describe()
     except RewardmillError as error:
         _fail(str(error))
         return
