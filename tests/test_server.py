@@ -257,6 +257,8 @@ def test_bad_input_is_a_422_naming_the_item(served):
     assert missing.status_code == 422 and "query" in missing.json()["error"]["message"]
     not_json = httpx.post(url + "/get_reward", content=b"{not json", headers={"content-type": "application/json"})
     assert not_json.status_code == 422
+    empty = post(url, "/get_reward", {"query": ["ok", ""]})
+    assert empty.status_code == 422 and empty.json()["error"]["message"] == "query[1]: empty text: there is nothing to score"
     long = post(url, "/get_reward", {"query": ["ok", "word " * 3000]})
     assert long.status_code == 422 and long.json()["error"]["message"].startswith("query[1]: ")
     assert "exceed the maximum length" in long.json()["error"]["message"]

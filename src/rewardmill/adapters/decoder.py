@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import OptionsError
+from ..errors import OptionsError, RowError
 from ..quirks import BOS_POLICIES
 from ..scorer import Conversation
 from .base import PADDING_SIDES, Adapter, Batch, Encoded, FamilyOptions, ForwardOptions, PaddingSide, TextOptions
@@ -57,6 +57,8 @@ class DecoderAdapter(Adapter):
 
     def encode_text(self, text: str, add_special_tokens: bool = False) -> Encoded:
         ids, prefix, suffix = self.chat.encode_rendered(text, add_special_tokens)
+        if len(ids) == len(self.chat.suffix_ids):
+            raise RowError("empty text: there is nothing to score")
         return Encoded(self.fit(ids, keep_prefix=prefix, keep_suffix=suffix))
 
     def call_model(self, batch: Batch):
