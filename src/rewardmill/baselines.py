@@ -1,6 +1,7 @@
 """Scorers without a model, so users can tell whether a model beats a heuristic. Each implements `Scorer`.
 
   length   score = the number of characters of the response (longer wins; a length-bias yardstick)
+  random   score = a seeded pseudo-random number (a floor: about 50% on preference pairs)
 """
 
 from __future__ import annotations
@@ -35,7 +36,38 @@ class LengthScorer:
         }
 
 
-BASELINES = {"length": LengthScorer}
+class RandomScorer:
+    """Score = a seeded pseudo-random number in [0, 1), a function of (seed, prompt, response) alone: the same
+    pair gets the same scores in any order or batch, and about half of all pairs are ranked right."""
+
+    name = "random"
+    output_names: tuple[str, ...] = ("score",)
+    item_output_names: tuple[str, ...] = ()
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.identity = {"baseline": "random", "seed": seed}
+
+    def score_items(self, items: Sequence[Item], on_progress: Progress | None = None) -> list[ItemResult]:
+        import json
+        import random
+
+        results = []
+        for item in items:
+            prompt = json.dumps(item.prompt, sort_keys=True)
+            results.append(ItemResult([{"score": random.Random(f"{self.seed}\0{prompt}\0{r}").random()}
+                                       for r in item.responses], [None] * len(item.responses)))
+        if on_progress is not None:
+            on_progress(float(len(items)))
+        return results
+
+    def describe(self) -> dict[str, str]:
+        return {"model": f"random (baseline, seed {self.seed})",
+                "score": "a pseudo-random number in [0, 1) from the seed, the prompt and the response",
+                "use": "a floor: about 50% accuracy on preference pairs"}
+
+
+BASELINES = {"length": LengthScorer, "random": RandomScorer}
 
 
 def baseline(name: str) -> LengthScorer | None:

@@ -618,6 +618,78 @@ def calibrate(
                f"{note} -> {output}", err=True)
 
 
+@app.command("eval")
+@with_model_flags
+def eval_command(
+    input: InputArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report folder: report.json, pairs.parquet and index.html.", show_default=False)],
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A scorer, repeatable: a reward model (hub id or local directory), or the baselines 'length' and 'random'.", show_default=False)] = None,
+    layout: Annotated[Optional[str], typer.Option(help="pairs, hh-rlhf or llmbar (default: detected from the first row).")] = None,
+    judge_task: Annotated[Optional[str], typer.Option(help="Also evaluate an LLM judge: pairwise (A/B verdicts in both orders; a tie counts as wrong) or rating.", rich_help_panel="Judge")] = None,
+    judge_model: Annotated[Optional[str], typer.Option(help="The judge model: its name on the server with --base-url, else a local model.", rich_help_panel="Judge")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server of the judge.", rich_help_panel="Judge")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals and of -m random.")] = 0,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 1000,
+    split: SplitOpt = None,
+    chunk_rows: ChunkOpt = 2048,
+    **model_flags: Any,
+) -> None:
+    """Evaluate reward models, judges and baselines on preference pairs (chosen vs rejected): accuracy with 95%
+    bootstrap intervals, per subset, margins, length bias, agreement; writes an HTML report."""
+    from .baselines import RandomScorer
+    from .evaluation import Evaluation, load_pairs, score_pairs, scorer_label
+    from .evaluation.report import write_report
+    from .readers import read_rows
+
+    _quiet_transformers()
+    try:
+        pairs, input_errors, found = load_pairs(read_rows(str(input), split=split).rows, layout)
+        names = list(model or [])
+        if not names and judge_task is None:
+            raise OptionsError("give at least one scorer: -m MODEL (repeatable; 'length' and 'random' are baselines) "
+                               "or --judge-task with --judge-model")
+        taken: set[str] = set()
+        runs = []
+        for name in names:
+            scorer = RandomScorer(seed) if name == "random" else _model_args(name, **model_flags).scorer()
+            runs.append(score_pairs(pairs, scorer, scorer_label(name, taken), chunk=chunk_rows))
+        if judge_task is not None:
+            runs.append(score_pairs(pairs, _eval_judge(judge_task, judge_model, base_url),
+                                    scorer_label(f"{judge_model} ({judge_task} judge)", taken), chunk=chunk_rows))
+        evaluation = Evaluation(pairs, runs, seed=seed, resamples=bootstrap, input_errors=input_errors)
+        summary = write_report(evaluation, output, title=f"rewardmill eval: {Path(str(input)).name}", source=str(input))
+    except RewardmillError as error:
+        _fail(str(error))
+        return
+    typer.echo(f"{len(pairs)} pairs ({found} layout){f', {len(input_errors)} rows not usable' if input_errors else ''}",
+               err=True)
+    for name, entry in summary["scorers"].items():
+        low, high = entry["ci95"]
+        typer.echo(f"  {name}: accuracy {_percent(entry['accuracy'])} (95% {_percent(low)}-{_percent(high)}, "
+                   f"n={entry['n']}, errors {entry['errors']})", err=True)
+    typer.echo(f"report -> {output / 'index.html'}", err=True)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{100 * value:.1f}%"
+
+
+def _eval_judge(task: str, model: str | None, base_url: str | None) -> Scorer:
+    from .judges import GenerationSettings, Judge, OpenAIBackend, make_task
+
+    if model is None:
+        raise OptionsError("--judge-task needs --judge-model")
+    if task not in ("pairwise", "rating"):
+        raise OptionsError(f"--judge-task for eval is pairwise or rating, got {task!r}")
+    if base_url:
+        backend = OpenAIBackend(model, base_url, settings=GenerationSettings())
+    else:
+        from .judges.local import TransformersBackend
+
+        backend = TransformersBackend(model, GenerationSettings())
+    return Judge(make_task(task), backend)
+
+
 @app.command()
 @with_model_flags
 def inspect(
