@@ -105,6 +105,9 @@ def _answer(value: Any, field: str) -> tuple[str, list[Message]]:
     """An answer given as a string, or as messages whose last one is the assistant's (the rest: its prompt)."""
     if isinstance(value, str):
         return _text(value, field), []
+    if not isinstance(value, list):
+        raise RowError(f"field '{field}' must be a string or a list of messages, got "
+                       f"{'nothing' if value is None else type(value).__name__}")
     messages = _messages(value, field)
     if messages[-1]["role"] != "assistant":
         raise RowError(f"field '{field}' must end with the assistant's answer, but its last turn is "

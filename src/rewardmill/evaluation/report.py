@@ -69,7 +69,7 @@ def _svg(figure) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
     plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg"):]  # drop the XML prolog and doctype: the SVG goes inline
@@ -87,7 +87,7 @@ def _pyplot():
 
 
 def _figure(width: float, height: float):
-    return _pyplot().subplots(figsize=(width, height))
+    return _pyplot().subplots(figsize=(width, height), layout="constrained")
 
 
 def plot_subsets(summary: dict) -> str:
@@ -119,8 +119,8 @@ def _n(summary: dict, subset: str) -> int:
 
 def plot_margins(summary: dict) -> str:
     scored = [(n, e["margins"]) for n, e in summary["scorers"].items() if e["margins"]["counts"]]
-    figure, axes_list = _pyplot().subplots(max(1, len(scored)), 1, figsize=(7, 1.7 * max(1, len(scored))),
-                                           squeeze=False)
+    figure, axes_list = _pyplot().subplots(max(1, len(scored)), 1, figsize=(7, 1.8 * max(1, len(scored))),
+                                           squeeze=False, layout="constrained")
     for k, (name, histogram) in enumerate(scored):
         axes = axes_list[k][0]
         edges, counts = histogram["edges"], histogram["counts"]

@@ -1,0 +1,180 @@
+"""`rewardmill eval`: metrics against hand-computed values (ties, bootstrap intervals with a fixed seed), the
+layouts, the baselines, one engine run for chosen and rejected together, and the CLI end to end on the real
+hh-rlhf and LLMBar samples with a local model and the length baseline."""
+
+import gzip
+import json
+import random
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from rewardmill import LengthScorer, RewardModel
+from rewardmill.baselines import RandomScorer
+from rewardmill.cli import app
+from rewardmill.errors import InputError
+from rewardmill.evaluation import Evaluation, Pair, ScorerRun, load_pairs, score_pairs
+from rewardmill.evaluation.metrics import accuracy, agreement, length_buckets, outcome
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+runner = CliRunner()
+USER = ({"role": "user", "content": "q"},)
+
+
+# ---------------------------------------------------------------------------------------- metrics
+
+
+def test_a_tie_counts_as_wrong_and_a_missing_score_is_no_outcome():
+    assert outcome(2.0, 1.0) is True and outcome(1.0, 1.0) is False and outcome(0.5, 1.0) is False
+    assert outcome(None, 1.0) is None
+
+
+def test_bootstrap_interval_by_hand():
+    assert accuracy([True] * 7).as_dict() == {"accuracy": 1.0, "ci95": [1.0, 1.0], "n": 7}
+    assert accuracy([False] * 3).as_dict() == {"accuracy": 0.0, "ci95": [0.0, 0.0], "n": 3}
+    # Two pairs, one right: each resample draws two of them, so its accuracy is 0, 0.5 or 1 with probability
+    # 1/4, 1/2, 1/4; 2.5th and 97.5th percentiles of 1000 such draws are 0 and 1.
+    two = accuracy([True, False], resamples=1000, seed=3)
+    assert two.value == 0.5 and (two.low, two.high) == (0.0, 1.0)
+    # The same seed gives the same interval; another seed may not, and the interval narrows with n.
+    many = [i % 4 != 0 for i in range(400)]  # 75% right
+    first, again = accuracy(many, seed=11), accuracy(many, seed=11)
+    assert (first.low, first.high) == (again.low, again.high)
+    assert first.value == 0.75 and 0.70 < first.low < 0.75 < first.high < 0.80  # about +-1.96 * sqrt(.75*.25/400)
+    assert abs((first.high - first.low) / 2 - 1.96 * (0.75 * 0.25 / 400) ** 0.5) < 0.01
+
+
+def test_length_buckets_and_agreement_by_hand():
+    assert length_buckets([-5000, -1000, -1, 0, 29, 30, 999, 1000]) == [
+        "<-1000", "-1000..-300", "-30..0", "0..30", "0..30", "30..100", "300..1000", ">=1000"]
+    assert agreement([True, True, False, None], [True, False, False, True]) == (2 / 3, 3)
+
+
+def test_summary_by_hand():
+    pairs = [Pair(USER, "long answer here", "short", "a"), Pair(USER, "x", "yy", "a"),
+             Pair(USER, "same", "same", "b"), Pair(USER, "abc", "de", "b")]
+    run = ScorerRun("m", chosen=[2.0, 4.0, 1.0, None], rejected=[1.0, 3.0, 1.0, None],
+                    correct=[True, True, False, None], errors=[None, None, None, "boom"], consistent=[None] * 4)
+    length = score_pairs(pairs, LengthScorer(), "length")
+    summary = Evaluation(pairs, [run, length], resamples=200).summary()
+    m = summary["scorers"]["m"]
+    assert (m["accuracy"], m["n"], m["ties"], m["errors"]) == (pytest.approx(2 / 3), 3, 1, 1)
+    assert m["subsets"]["a"]["accuracy"] == 1.0 and m["subsets"]["b"]["accuracy"] == 0.0
+    assert summary["scorers"]["length"]["accuracy"] == 0.5  # right on 0 and 3, wrong on 1, tie on 2
+    assert summary["scorers"]["length"]["ties"] == 1
+    assert summary["agreement"]["m"]["length"] == pytest.approx(2 / 3)  # pairs 0-2 scored by both: same on 0, 2
+    # length differences 11, -1, 0 -> buckets 0..30 (two) and -30..0 (one)
+    assert {row["bucket"]: row["n"] for row in m["length_bias"]} == {"-30..0": 1, "0..30": 2}
+    (worst,) = summary["disagreements"]  # the only pair the two scorers disagree on
+    assert (worst["pair"], worst["right"], worst["wrong"]) == (1, ["m"], ["length"])
+
+
+# ---------------------------------------------------------------------------------------- layouts
+
+
+def test_layouts_and_per_row_errors():
+    hh = {"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: joke?\n\nAssistant: a good one",
+          "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: joke?\n\nAssistant: no"}
+    (pair,), errors, layout = load_pairs([hh])
+    assert layout == "hh-rlhf" and errors == [] and pair.chosen == "a good one" and pair.rejected == "no"
+    assert [m["role"] for m in pair.prompt] == ["user", "assistant", "user"]
+    bar = [{"input": "Say hi", "output_1": "hi", "output_2": "bye", "label": 2},
+           {"input": "x", "output_1": "a", "output_2": "b", "label": 3}]
+    pairs, errors, layout = load_pairs(bar)
+    assert layout == "llmbar" and (pairs[0].chosen, pairs[0].rejected) == ("bye", "hi")
+    assert errors == ["row 1: field 'label' must be 1 or 2, got 3"]
+    trl = [{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
+            "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}], "subset": "s"},
+           {"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": 5}]
+    pairs, errors, layout = load_pairs(trl)
+    assert layout == "pairs" and pairs[0].prompt == USER and pairs[0].subset == "s"
+    assert errors == ["row 1: field 'rejected' must be a string or a list of messages, got int"]
+    with pytest.raises(InputError, match="Looked for: pairs .* hh-rlhf .* llmbar"):
+        load_pairs([{"question": "q", "good": "a", "bad": "b"}])
+    with pytest.raises(InputError, match="no usable preference pairs; e.g. row 0: field 'label'"):
+        load_pairs([hh], layout="llmbar")  # a forced layout the rows do not fit
+    with pytest.raises(InputError):
+        load_pairs([hh], layout="nope")
+
+
+def test_random_baseline_is_seeded_and_independent_of_order():
+    pairs = [Pair(USER, f"a{i}", f"b{i}", "all") for i in range(50)]
+    once = score_pairs(pairs, RandomScorer(seed=4), "random")
+    shuffled = pairs[:]
+    random.Random(1).shuffle(shuffled)
+    again = score_pairs(shuffled, RandomScorer(seed=4), "random")
+    by_pair = {p.chosen: c for p, c in zip(shuffled, again.chosen)}
+    assert [by_pair[p.chosen] for p in pairs] == once.chosen
+    assert score_pairs(pairs, RandomScorer(seed=5), "random").chosen != once.chosen
+
+
+def test_chosen_and_rejected_go_through_one_engine_run(llama_dir, monkeypatch):
+    model = RewardModel.from_pretrained(str(llama_dir), threads=1, cpu_kernel="torch")
+    calls = []
+    run = model.engine.run
+    monkeypatch.setattr(model.engine, "run", lambda items, on_batch=None: (calls.append(len(items)), run(items, on_batch))[1])
+    pairs = [Pair(USER, "yes " * (i + 1), "no", "all") for i in range(12)]
+    result = score_pairs(pairs, model, "llama")
+    assert calls == [24] and len(result.correct) == 12
+    alone = model.score([[*USER, {"role": "assistant", "content": pairs[5].chosen}]])[0]
+    assert abs(result.chosen[5] - alone) <= 1e-5
+
+
+# ---------------------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
+@pytest.mark.parametrize("source,layout", [("hh-rlhf/harmless-base-test.jsonl.gz", "hh-rlhf"),
+                                           ("llmbar/Natural/dataset.json", "llmbar"),
+                                           ("pairs-sample.jsonl", "pairs")])
+def test_eval_cli_end_to_end_on_the_real_samples(tmp_path, llama_dir, source, layout):
+    path = DATA / source
+    if source.endswith(".gz"):  # the first 300 records keep the test quick
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            rows = [next(lines) for _ in range(300)]
+        path = tmp_path / "hh.jsonl"
+        path.write_text("".join(rows))
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["eval", str(path), "-m", str(llama_dir), "-m", "length", "-m", "random", "-o",
+                                 str(out), "--threads", "1", "--cpu-kernel", "torch"])
+    assert result.exit_code == 0, result.output
+    assert f"({layout} layout)" in result.output and "length: accuracy" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["scorers"]) == {"llama", "length", "random"}
+    table = pq.read_table(out / "pairs.parquet").to_pylist()
+    assert len(table) == report["pairs"] > 50
+    for name, entry in report["scorers"].items():  # every number can be recomputed from pairs.parquet
+        correct = [row[f"{name}.correct"] for row in table if row[f"{name}.correct"] is not None]
+        assert entry["accuracy"] == pytest.approx(sum(correct) / len(correct)) and entry["n"] == len(correct)
+        low, high = entry["ci95"]
+        assert low <= entry["accuracy"] <= high
+    length = [row for row in table if row["length.correct"] is not None]
+    assert all(row["length.correct"] == (row["chosen_chars"] > row["rejected_chars"]) for row in length)
+    html = (out / "index.html").read_text()
+    assert html.count("<svg") == 4  # self-contained: nothing is fetched to view it
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html) and "<script" not in html and "<link" not in html
+    assert report["disagreements"] and report["agreement"]["length"]["length"] == 1.0
+
+
+def test_a_pairwise_judge_counts_ties_and_inconsistent_verdicts_as_wrong(tmp_path):
+    from fake_judge_server import FakeJudgeServer
+
+    rows = [{"prompt": "Say something.", "chosen": "a longer answer", "rejected": "short"},  # right both ways
+            {"prompt": "Say something.", "chosen": "tiny", "rejected": "much longer text"},  # wrong both ways
+            {"prompt": "Say something.", "chosen": "same", "rejected": "also"},  # equal lengths: a tie
+            {"prompt": "POSITION-BIASED question", "chosen": "a longer answer", "rejected": "short"}]  # A, A
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with FakeJudgeServer() as server:
+        result = runner.invoke(app, ["eval", str(source), "--judge-task", "pairwise", "--judge-model", "toy",
+                                     "--base-url", server.url, "-m", "length", "-o", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    judge = report["scorers"]["toy (pairwise judge)"]
+    assert (judge["accuracy"], judge["n"]) == (0.25, 4)  # only the first pair: the tie and the flip count as wrong
+    assert judge["position_consistency"] == 0.75
+    table = pq.read_table(tmp_path / "report" / "pairs.parquet").to_pylist()
+    assert [row["toy (pairwise judge).consistent"] for row in table] == [True, True, True, False]
