@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
+from rewardmill.evaluation.layouts import parse_hh_transcript
 
 if TYPE_CHECKING:
     from transformers import LlamaConfig
@@ -117,25 +118,6 @@ def build_smol_llama_rm(cache_dir: Path = CACHE_DIR) -> Path:
     partial.rename(out)
     print(f"built {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return out
-
-
-_TURN = re.compile(r"\n\n(Human|Assistant): ")
-_ROLES = {"Human": "user", "Assistant": "assistant"}
-
-
-def parse_hh_transcript(text: str) -> Conversation | None:
-    """An hh-rlhf transcript as chat messages, or None unless it alternates cleanly from Human to Assistant.
-
-    Turns with empty content also count as unclean (a few transcripts end with an empty "Assistant: ").
-    """
-    parts = _TURN.split(text)
-    if parts[0] != "":
-        return None
-    roles, contents = parts[1::2], parts[2::2]
-    expected = ["Human" if i % 2 == 0 else "Assistant" for i in range(len(roles))]
-    if not roles or roles != expected or roles[-1] != "Assistant" or not all(c.strip() for c in contents):
-        return None
-    return [{"role": _ROLES[r], "content": c} for r, c in zip(roles, contents)]
 
 
 def load_hh_conversations(n: int, data_dir: Path = DATA_DIR) -> tuple[list[Conversation], int]:
