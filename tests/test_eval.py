@@ -68,6 +68,7 @@ def test_summary_by_hand():
     assert summary["agreement"]["m"]["length"] == pytest.approx(2 / 3)  # pairs 0-2 scored by both: same on 0, 2
     # length differences 11, -1, 0 -> buckets 0..30 (two) and -30..0 (one)
     assert {row["bucket"]: row["n"] for row in m["length_bias"]} == {"-30..0": 1, "0..30": 2}
+    assert summary["disagreeing_pairs"] == {"m vs length": [1]}
     (worst,) = summary["disagreements"]  # the only pair the two scorers disagree on
     assert (worst["pair"], worst["right"], worst["wrong"]) == (1, ["m"], ["length"])
 
@@ -178,3 +179,14 @@ def test_a_pairwise_judge_counts_ties_and_inconsistent_verdicts_as_wrong(tmp_pat
     assert judge["position_consistency"] == 0.75
     table = pq.read_table(tmp_path / "report" / "pairs.parquet").to_pylist()
     assert [row["toy (pairwise judge).consistent"] for row in table] == [True, True, True, False]
+
+
+def test_a_rating_judge_scores_each_answer(tmp_path):
+    from fake_judge_server import FakeJudgeServer
+    from rewardmill.judges import GenerationSettings, Judge, OpenAIBackend, make_task
+
+    pairs = [Pair(USER, "four", "a", "all"), Pair(USER, "b", "three", "all"), Pair(USER, "same", "also", "all")]
+    with FakeJudgeServer() as server:  # it rates an answer by its length, 1..10
+        judge = Judge(make_task("rating"), OpenAIBackend("toy", server.url, settings=GenerationSettings()))
+        run = score_pairs(pairs, judge, "judge")
+    assert (run.chosen, run.rejected, run.correct) == ([4.0, 1.0, 4.0], [1.0, 5.0, 4.0], [True, False, False])

@@ -36,6 +36,7 @@ class ScorerRun:
 
 def score_pairs(pairs: Sequence[Pair], scorer: Scorer, name: str, chunk: int = 2048) -> ScorerRun:
     run = ScorerRun(name)
+    value = scorer.output_names[0] if scorer.output_names else "score"  # "score", or a judge's "rating"
     for start in range(0, len(pairs), chunk):
         part = pairs[start : start + chunk]
         results = scorer.score_items([Item(p.prompt, (p.chosen, p.rejected)) for p in part])
@@ -49,7 +50,7 @@ def score_pairs(pairs: Sequence[Pair], scorer: Scorer, name: str, chunk: int = 2
                 run.chosen.append(None), run.rejected.append(None), run.correct.append(winner == 0)
                 run.errors.append(None), run.consistent.append(result.item_outputs.get("consistent"))
             else:
-                chosen, rejected = (float(o["score"]) for o in result.outputs)
+                chosen, rejected = (float(o[value]) for o in result.outputs)
                 run.chosen.append(chosen), run.rejected.append(rejected)
                 run.correct.append(outcome(chosen, rejected)), run.errors.append(None), run.consistent.append(None)
     return run
@@ -89,9 +90,12 @@ class Evaluation:
                 entry["position_consistency"] = sum(consistent) / len(consistent)
             scorers[run.name] = entry
         matrix = {a.name: {b.name: agreement(a.correct, b.correct)[0] for b in self.runs} for a in self.runs}
+        differ = {f"{a.name} vs {b.name}": [i for i, (x, y) in enumerate(zip(a.correct, b.correct))
+                                            if x is not None and y is not None and x != y]
+                  for k, a in enumerate(self.runs) for b in self.runs[k + 1:]}
         return {"pairs": len(self.pairs), "input_errors": len(self.input_errors), "subsets": subsets,
                 "seed": self.seed, "bootstrap_resamples": self.resamples, "scorers": scorers,
-                "agreement": matrix, "disagreements": self.disagreements()}
+                "agreement": matrix, "disagreeing_pairs": differ, "disagreements": self.disagreements()}
 
     def _accuracy(self, correct: list[bool]) -> Accuracy:
         return accuracy(correct, resamples=self.resamples, seed=self.seed)
