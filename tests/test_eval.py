@@ -190,3 +190,12 @@ def test_a_rating_judge_scores_each_answer(tmp_path):
         judge = Judge(make_task("rating"), OpenAIBackend("toy", server.url, settings=GenerationSettings()))
         run = score_pairs(pairs, judge, "judge")
     assert (run.chosen, run.rejected, run.correct) == ([4.0, 1.0, 4.0], [1.0, 5.0, 4.0], [True, False, False])
+
+
+def test_an_unreadable_line_is_a_row_error(tmp_path):
+    source = tmp_path / "pairs.jsonl"
+    source.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{not json\n')
+    from rewardmill.readers import read_rows
+
+    pairs, errors, _ = load_pairs(read_rows(source).rows)
+    assert len(pairs) == 1 and errors == ["row 1: line 2 is not valid JSON (Expecting property name enclosed in double quotes)"]

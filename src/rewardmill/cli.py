@@ -254,6 +254,25 @@ def _normalized(scorer: Scorer, normalize: Path | None) -> Scorer:
 AllowErrorsOpt = Annotated[bool, typer.Option("--allow-errors", help="Exit 0 even when rows failed while scoring (the model raised, a request failed, an answer did not parse); such rows always keep their error in the output.")]
 
 
+RAY = "Scale out on Ray"
+
+
+def _score_on_ray(input: Path, output: Path, args: ModelArgs, row_options, *, resume: bool, overwrite: bool,
+                  address: str | None, actors: int, gpus_per_actor: float, batch_rows: int, merge: bool,
+                  unsupported: dict[str, Any]) -> None:
+    from .ray_scoring import RayOptions, score_with_ray
+
+    given = [flag for flag, value in unsupported.items() if value is not None]
+    if given:
+        raise OptionsError(f"{', '.join(given)} cannot be combined with --ray yet")
+    options = RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows,
+                         merge=merge)
+    summary = score_with_ray(input, output, args.scorer, row_options, options, resume=resume, overwrite=overwrite)
+    resumed = f" ({summary.resumed_rows} already in the parts)" if summary.resumed_rows else ""
+    where = summary.output if merge else f"{summary.output} (Parquet parts with a row_id column; --merge makes one file)"
+    typer.echo(f"scored {summary.rows} rows on Ray{resumed} -> {where}", err=True)
+
+
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of this command from its last committed chunk (kept in OUTPUT.partial/); refused if the input, model or settings changed. The result is the file an uninterrupted run writes, byte for byte.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Throw away what an interrupted run of this output left in OUTPUT.partial/ and start over.")]
 
@@ -334,6 +353,12 @@ def score(
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     normalize: NormalizeOpt = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Score on Ray Data: a pool of actors, each with the model, on this machine or a cluster (pip install 'rewardmill[ray]').", rich_help_panel=RAY)] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start Ray here).", rich_help_panel=RAY)] = None,
+    actors: Annotated[int, typer.Option(help="Actors in the pool, each holding one copy of the model.", rich_help_panel=RAY)] = 1,
+    gpus_per_actor: Annotated[float, typer.Option(help="GPUs each actor reserves (e.g. 1 for an 8B model, 4 for a 70B one split over 4 GPUs).", rich_help_panel=RAY)] = 0.0,
+    batch_rows: Annotated[int, typer.Option(help="Rows per Ray batch (each written as one part).", rich_help_panel=RAY)] = 256,
+    merge: Annotated[bool, typer.Option("--merge/--no-merge", help="After the run, merge the parts (OUTPUT.parts/) into OUTPUT in input order; without it the parts are the output.", rich_help_panel=RAY)] = True,
     conversation_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: list of {role, content} ending with an assistant turn.")] = "conversation",
     instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the user prompt.")] = "instruction",
     response_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: one response to the instruction.")] = "response",
@@ -367,6 +392,11 @@ def score(
                                  strict=strict, chunk_rows=chunk_rows)
         model = _model_or_default(model)
         args = _model_args(model, **model_flags)
+        if ray:
+            _score_on_ray(input, output, args, row_options, resume=resume, overwrite=overwrite, address=ray_address,
+                          actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows, merge=merge,
+                          unsupported={"--cache": cache, "--normalize": normalize})
+            return
         scorer = _normalized(args.scorer(), normalize)
         if cache is not None:
             if not hasattr(scorer, "use_cache"):

@@ -91,30 +91,30 @@ def _count_lines(path: Path) -> int:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
-    """One row per non-blank line; a line that is not UTF-8, not JSON, too deeply nested or not an object becomes
-    an `UnreadableRow` (that row's error), never a crash of the whole run."""
+    """One row per non-blank line (see `parse_line`)."""
     import gzip
 
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     with opener(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                value = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as error:
-                yield UnreadableRow(f"line {number} is not valid UTF-8 (byte {error.start})", line=number)
-                continue
-            except json.JSONDecodeError as error:
-                yield UnreadableRow(f"line {number} is not valid JSON ({error.msg})", line=number)
-                continue
-            except RecursionError:
-                yield UnreadableRow(f"line {number} is JSON nested too deeply to read", line=number)
-                continue
-            if not isinstance(value, dict):
-                yield UnreadableRow(f"line {number} is a JSON {type(value).__name__}, not an object", line=number)
-                continue
-            yield value
+            if raw.strip():
+                yield parse_line(raw, number)
+
+
+def parse_line(raw: bytes, number: int) -> dict:
+    """A JSONL line as a row; a line that is not UTF-8, not JSON, too deeply nested or not an object becomes an
+    `UnreadableRow` (that row's error), never a crash of the whole run."""
+    try:
+        value = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except UnicodeDecodeError as error:
+        return UnreadableRow(f"line {number} is not valid UTF-8 (byte {error.start})", line=number)
+    except json.JSONDecodeError as error:
+        return UnreadableRow(f"line {number} is not valid JSON ({error.msg})", line=number)
+    except RecursionError:
+        return UnreadableRow(f"line {number} is JSON nested too deeply to read", line=number)
+    if not isinstance(value, dict):
+        return UnreadableRow(f"line {number} is a JSON {type(value).__name__}, not an object", line=number)
+    return value
 
 
 def _read_json(path: Path) -> list:

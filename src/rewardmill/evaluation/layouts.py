@@ -67,7 +67,7 @@ def detect_layout(row: Any) -> str:
 def to_pair(row: Any, layout: str) -> Pair:
     """One row as a pair; RowError says what is wrong with it."""
     if isinstance(row, UnreadableRow):
-        raise RowError(row.reason)
+        raise RowError(row.problem)
     if not isinstance(row, dict):
         raise RowError(f"a row must be an object, got {type(row).__name__}")
     if layout == "llmbar":
