@@ -123,3 +123,22 @@ def test_a_driver_killed_mid_run_resumes_without_duplicates_or_gaps(job, tmp_pat
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "already in the parts" in resumed.stderr
     same_rows(out, want)
+
+
+def test_judge_on_ray_equals_the_single_process_judge(local_ray, tmp_path):
+    from fake_judge_server import FakeJudgeServer
+    from rewardmill.judges.spec import JudgeSpec
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"instruction": f"Say {i}.", "response": "word " * (i % 7 + 1)}) + "\n"
+                              for i in range(40)))
+    with FakeJudgeServer() as server:
+        spec = JudgeSpec("rating", "toy", base_url=server.url, concurrency=4)
+        single = tmp_path / "single.jsonl"
+        score_file(source, single, spec.scorer(), RowOptions())
+        out = tmp_path / "ray.jsonl"
+        score_with_ray(source, out, spec.scorer, RowOptions(), RayOptions(actors=2, batch_rows=8))
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    want = [json.loads(line) for line in single.read_text().splitlines()]
+    assert [(g["rating"], g["error"], g["raw_output"]) for g in got] == [(w["rating"], w["error"], w["raw_output"])
+                                                                          for w in want]

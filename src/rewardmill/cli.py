@@ -255,9 +255,15 @@ AllowErrorsOpt = Annotated[bool, typer.Option("--allow-errors", help="Exit 0 eve
 
 
 RAY = "Scale out on Ray"
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray Data: a pool of actors, each with its own scorer, on this machine or a cluster (pip install 'rewardmill[ray]').", rich_help_panel=RAY)]
+RayAddressOpt = Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start Ray here).", rich_help_panel=RAY)]
+ActorsOpt = Annotated[int, typer.Option(help="Actors in the pool, each holding one scorer (one copy of the model).", rich_help_panel=RAY)]
+GpusOpt = Annotated[float, typer.Option(help="GPUs each actor reserves (e.g. 1 for an 8B model, 2 for a 70B one on 80 GB GPUs).", rich_help_panel=RAY)]
+BatchRowsOpt = Annotated[int, typer.Option(help="Rows per Ray batch (each committed as one part).", rich_help_panel=RAY)]
+MergeOpt = Annotated[bool, typer.Option("--merge/--no-merge", help="After the run, merge the parts (OUTPUT.parts/) into OUTPUT in input order; without it the parts are the output.", rich_help_panel=RAY)]
 
 
-def _score_on_ray(input: Path, output: Path, args: ModelArgs, row_options, *, resume: bool, overwrite: bool,
+def _score_on_ray(input: Path, output: Path, make_scorer, row_options, *, resume: bool, overwrite: bool,
                   address: str | None, actors: int, gpus_per_actor: float, batch_rows: int, merge: bool,
                   unsupported: dict[str, Any]) -> None:
     from .ray_scoring import RayOptions, score_with_ray
@@ -267,7 +273,7 @@ def _score_on_ray(input: Path, output: Path, args: ModelArgs, row_options, *, re
         raise OptionsError(f"{', '.join(given)} cannot be combined with --ray yet")
     options = RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows,
                          merge=merge)
-    summary = score_with_ray(input, output, args.scorer, row_options, options, resume=resume, overwrite=overwrite)
+    summary = score_with_ray(input, output, make_scorer, row_options, options, resume=resume, overwrite=overwrite)
     resumed = f" ({summary.resumed_rows} already in the parts)" if summary.resumed_rows else ""
     where = summary.output if merge else f"{summary.output} (Parquet parts with a row_id column; --merge makes one file)"
     typer.echo(f"scored {summary.rows} rows on Ray{resumed} -> {where}", err=True)
@@ -353,12 +359,12 @@ def score(
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     normalize: NormalizeOpt = None,
-    ray: Annotated[bool, typer.Option("--ray", help="Score on Ray Data: a pool of actors, each with the model, on this machine or a cluster (pip install 'rewardmill[ray]').", rich_help_panel=RAY)] = False,
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start Ray here).", rich_help_panel=RAY)] = None,
-    actors: Annotated[int, typer.Option(help="Actors in the pool, each holding one copy of the model.", rich_help_panel=RAY)] = 1,
-    gpus_per_actor: Annotated[float, typer.Option(help="GPUs each actor reserves (e.g. 1 for an 8B model, 4 for a 70B one split over 4 GPUs).", rich_help_panel=RAY)] = 0.0,
-    batch_rows: Annotated[int, typer.Option(help="Rows per Ray batch (each written as one part).", rich_help_panel=RAY)] = 256,
-    merge: Annotated[bool, typer.Option("--merge/--no-merge", help="After the run, merge the parts (OUTPUT.parts/) into OUTPUT in input order; without it the parts are the output.", rich_help_panel=RAY)] = True,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = 1,
+    gpus_per_actor: GpusOpt = 0.0,
+    batch_rows: BatchRowsOpt = 256,
+    merge: MergeOpt = True,
     conversation_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: list of {role, content} ending with an assistant turn.")] = "conversation",
     instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the user prompt.")] = "instruction",
     response_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: one response to the instruction.")] = "response",
@@ -393,7 +399,7 @@ def score(
         model = _model_or_default(model)
         args = _model_args(model, **model_flags)
         if ray:
-            _score_on_ray(input, output, args, row_options, resume=resume, overwrite=overwrite, address=ray_address,
+            _score_on_ray(input, output, args.scorer, row_options, resume=resume, overwrite=overwrite, address=ray_address,
                           actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows, merge=merge,
                           unsupported={"--cache": cache, "--normalize": normalize})
             return
@@ -448,51 +454,49 @@ def judge(
     progress: ProgressOpt = None,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = 1,
+    gpus_per_actor: GpusOpt = 0.0,
+    batch_rows: BatchRowsOpt = 256,
+    merge: MergeOpt = True,
 ) -> None:
     """Judge every row of INPUT with an LLM and write it, with all its columns, to OUTPUT."""
-    from .judges import GenerationSettings, Judge, OpenAIBackend, make_task
+    from .judges import GenerationSettings
+    from .judges.spec import JudgeSpec
     from .pipeline import open_job, run_job
     from .row_scoring import RowOptions
 
     try:
-        job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite)
         settings = GenerationSettings(temperature=temperature, max_tokens=max_new_tokens, seed=seed)
-        engine = backend if backend != "auto" else ("http" if base_url else "transformers")
-        if engine not in ("http", "transformers", "vllm"):
-            raise OptionsError(f"--backend must be auto, http, transformers or vllm, got {backend!r}")
-        if (engine == "http") != (base_url is not None):
-            raise OptionsError("--base-url goes with --backend http (or auto), and only with it")
-        if engine == "http":
-            runner_backend = OpenAIBackend(model, base_url, api_key_env=api_key_env, concurrency=concurrency,
-                                           timeout=timeout, max_retries=http_retries, settings=settings)
-        elif engine == "vllm":
-            from .judges.vllm_engine import VLLMBackend
-
-            runner_backend = VLLMBackend(model, settings)
-        else:
-            from .judges.local import TransformersBackend
-
-            _quiet_transformers()
-            runner_backend = TransformersBackend(model, settings)
-        from .cache import answer_cache
-
         schema = None
         if answer_schema is not None:
             try:
                 schema = json.loads(answer_schema.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as error:
                 raise OptionsError(f"--answer-schema {answer_schema}: {error}") from None
-        made = make_task(task, aspect=aspect, template=template, regex=answer_regex, schema=schema)
-        scorer = Judge(made, runner_backend, retries=retries,
-                       cache=answer_cache(cache) if cache else None, scoring=scoring, structured=structured)
+        spec = JudgeSpec(task, model, base_url=base_url, backend=backend, aspect=aspect, template=template,
+                         answer_regex=answer_regex, answer_schema=schema, api_key_env=api_key_env,
+                         concurrency=concurrency, timeout=timeout, http_retries=http_retries, retries=retries,
+                         structured=structured, scoring=scoring, settings=settings,
+                         cache=str(cache) if cache else None)
         options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), strict=strict,
                              chunk_rows=chunk_rows)
+        if spec.engine == "transformers":
+            _quiet_transformers()
+        if ray:
+            _score_on_ray(input, output, spec.scorer, options, resume=resume, overwrite=overwrite, address=ray_address,
+                          actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows, merge=merge,
+                          unsupported={})
+            return
+        job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite)
+        scorer = spec.scorer()
         summary = _run_resumable(lambda: run_job(job, scorer, options, progress=progress, command="judge"), output)
     except RewardmillError as error:
         _fail(str(error))
         return
     counts = ", ".join(f"{name} {count}" for name, count in sorted(scorer.stats.items())) or "no requests"
-    where = f"at {base_url}" if base_url else f"({runner_backend.describe()['backend']})"
+    where = f"at {base_url}" if base_url else f"({scorer.backend.describe()['backend']})"
     typer.echo(f"judged {summary.rows} rows{_resumed(summary.resumed_rows)} in {summary.seconds:.1f} s with {model} {where} "
                f"({settings.describe()}) -> {summary.output}; {counts}", err=True)
     _report_errors(summary, "error", allow_errors)
