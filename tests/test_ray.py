@@ -142,3 +142,21 @@ def test_judge_on_ray_equals_the_single_process_judge(local_ray, tmp_path):
     want = [json.loads(line) for line in single.read_text().splitlines()]
     assert [(g["rating"], g["error"], g["raw_output"]) for g in got] == [(w["rating"], w["error"], w["raw_output"])
                                                                           for w in want]
+
+
+def test_without_ray_installed_the_flag_says_how_to_install_it(monkeypatch, tmp_path):
+    import builtins
+
+    from rewardmill.errors import OptionsError
+    from rewardmill.ray_scoring import score_with_ray as run
+
+    real = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(OptionsError, match=r"pip install 'rewardmill\[ray\]'"):
+        run(tmp_path / "in.jsonl", tmp_path / "out.jsonl", lambda: None)
