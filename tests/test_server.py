@@ -173,7 +173,7 @@ def test_timing_headers_as_tei_sends_them(served):
 # ------------------------------------------------------------------------------------ fidelity
 
 
-def test_each_request_gets_its_own_scores_inside_a_busy_mixed_batch(served, llama):
+def test_each_request_gets_its_own_scores_inside_a_busy_mixed_batch(served):
     url, ref = served
     texts = [ref.render([{"role": "user", "content": f"question {i} " + "x" * (i * 7 % 50)},
                          {"role": "assistant", "content": "answer " * (i % 9 + 1)}]) for i in range(48)]

@@ -47,7 +47,7 @@ def run_dpo(job: DPOJob, options: DPOOptions = DPOOptions(), scorer: Scorer | No
     """Rate (when a scorer is given) and format every row, committing each chunk's pairs; write the output;
     return the summary (of the whole input, an interrupted run's committed chunks included)."""
     settings = {"dpo": dataclasses.asdict(options), "chunk_rows": chunk_rows,
-                "rated here": scorer is not None, "output": "datasets" if job.as_dataset else job.output.suffix}
+                "output": "datasets" if job.as_dataset else job.output.suffix}
     identity = run_identity("dpo", job, scorer, settings)
     scoring = RowOptions(columns=Columns(messages=SCRATCH_MESSAGES, generations=options.columns.generations,
                                          ratings=options.columns.ratings, error=RATING_ERROR),

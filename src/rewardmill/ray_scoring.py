@@ -72,7 +72,7 @@ class _ScoreBatches:
         import pyarrow as pa
 
         rows = [_row(row) for row in batch.to_pylist() if row[ROW_ID] not in self.done]
-        written = []
+        written, counts = [], []
         for run in _contiguous(rows):
             first = run[0][ROW_ID]
             ids = [row.pop(ROW_ID) for row in run]
@@ -81,7 +81,8 @@ class _ScoreBatches:
             for row, row_id in zip(scored, ids):
                 row[ROW_ID] = row_id
             written.append(self._commit(scored, first, ids[-1]))
-        return pa.table({"part": written, "rows": [0] * len(written)})
+            counts.append(len(scored))
+        return pa.table({"part": pa.array(written, pa.string()), "rows": pa.array(counts, pa.int64())})
 
     def _commit(self, rows: list[dict], first: int, last: int) -> str:
         import pyarrow as pa

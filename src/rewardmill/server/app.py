@@ -99,9 +99,7 @@ class RewardService:
         try:
             works = self.batcher.submit(encoded)
         except Overloaded as error:
-            self.metrics.rejected.inc()
-            raise HTTPError(503, f"server busy: {error}; retry later", "ServiceUnavailableError",
-                            headers={"Retry-After": str(self.options.retry_after)}) from None
+            raise self.busy(error) from None
         self.metrics.queue_depth.set(self.batcher.depth)
         results = asyncio.gather(*(w.future for w in works))
         gone = asyncio.ensure_future(_disconnected(request))
@@ -120,6 +118,12 @@ class RewardService:
             if isinstance(output, Failure):
                 raise HTTPError(500, f"{param}[{i}]: {output}", "InternalServerError", param=param)
         return [self.model.normalized(output) for output in outputs], works
+
+    def busy(self, error: Overloaded) -> HTTPError:
+        """The fast 503 of a full queue (counted), with Retry-After."""
+        self.metrics.rejected.inc()
+        return HTTPError(503, f"server busy: {error}; retry later", "ServiceUnavailableError",
+                         headers={"Retry-After": str(self.options.retry_after)})
 
     def labels(self, output: dict, activated: bool) -> tuple[list[float], str]:
         values = [float(output[name]) for name in self.label_outputs]
@@ -310,9 +314,7 @@ def create_app(model: RewardModel, options: ServerOptions = ServerOptions()) -> 
         try:
             rows = await loop.run_in_executor(service.row_threads, lambda: list(score_rows(scorer, body.rows, options)))
         except Overloaded as error:
-            service.metrics.rejected.inc()
-            raise HTTPError(503, f"server busy: {error}; retry later", "ServiceUnavailableError",
-                            headers={"Retry-After": str(service.options.retry_after)}) from None
+            raise service.busy(error) from None
         except RowError as error:
             raise HTTPError(422, error.reason, param="rows") from None
         return {"model": model.name, "results": rows}
