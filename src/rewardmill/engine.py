@@ -10,14 +10,18 @@ forward pass in the shape range where the hardware is efficient. Results come ba
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
 
 import torch
 
 from .adapters.base import Adapter, Batch, Encoded
-from .errors import OptionsError
+from .errors import OptionsError, RewardmillError
 from .scorer import Failure
+
+EngineName = Literal["transformers", "vllm"]
+ENGINES: tuple[str, ...] = get_args(EngineName)
 
 # Measured in docs/benchmarks.md: on CPU a forward pass is efficient from a few hundred tokens, so small,
 # nearly unpadded batches of about 1,000 tokens win; a GPU needs wide batches to fill it.
@@ -27,17 +31,26 @@ GPU_DEFAULTS = (128, 16384)
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How the engine shapes batches. `max_tokens_per_batch` counts padded tokens (rows x longest).
+    """Which engine runs the model and how it shapes batches. `max_tokens_per_batch` counts padded tokens
+    (rows x longest).
 
-    None means the default for the device (`for_device`). `min_fill` closes a batch when the next row is
-    shorter than that share of the batch's width, so no row carries more than (1 - min_fill) padding.
+    `engine` is "transformers" (the model's own forward in torch, batched here) or "vllm" (vLLM's pooling
+    runner, which packs sequences without padding; `vllm_options` are extra `vllm.LLM` arguments). None means
+    the default for the device (`for_device`). `min_fill` closes a batch when the next row is shorter than that
+    share of the batch's width, so no row carries more than (1 - min_fill) padding.
     """
 
     batch_size: int | None = None
     max_tokens_per_batch: int | None = None
     min_fill: float = 0.9
+    engine: EngineName = "transformers"
+    vllm_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise OptionsError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.vllm_options and self.engine != "vllm":
+            raise OptionsError("--vllm-option applies to --engine vllm only")
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionsError("batch_size must be at least 1")
         if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
@@ -48,11 +61,7 @@ class EngineOptions:
     def for_device(self, device: torch.device | str) -> EngineOptions:
         """These options with defaults filled in for `device`."""
         rows, tokens = GPU_DEFAULTS if torch.device(device).type == "cuda" else CPU_DEFAULTS
-        return EngineOptions(
-            batch_size=self.batch_size or rows,
-            max_tokens_per_batch=self.max_tokens_per_batch or tokens,
-            min_fill=self.min_fill,
-        )
+        return replace(self, batch_size=self.batch_size or rows, max_tokens_per_batch=self.max_tokens_per_batch or tokens)
 
 
 def plan_batches(lengths: Sequence[int], options: EngineOptions) -> list[list[int]]:
@@ -115,6 +124,10 @@ def read(outputs: dict[str, torch.Tensor]) -> list[dict[str, float]]:
     return [{name: values[row] for name, values in columns.items()} for row in range(rows)]
 
 
+class EngineFailure(RewardmillError, RuntimeError):
+    """The engine itself broke (not one batch's rows): the run stops rather than failing every row."""
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """CUDA's OutOfMemoryError, a CPU allocation failure (MemoryError, or torch's RuntimeError saying so)."""
     if isinstance(error, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
@@ -134,6 +147,20 @@ class Engine:
 
     def plan(self, items: Sequence[Encoded]) -> list[list[int]]:
         return plan_batches([len(item) for item in items], self.options)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What a score depends on in this engine besides the model (nothing more for the default engine)."""
+        return {}
+
+    def describe(self) -> dict[str, str]:
+        options = self.options
+        return {
+            "engine": "transformers: the model's own forward in torch, on length-sorted padded batches",
+            "device": str(self.adapter.device),
+            "batching": f"length-sorted, up to {options.batch_size} rows and {options.max_tokens_per_batch} padded "
+            f"tokens per batch, rows at least {options.min_fill:.0%} as long as the batch's longest",
+        }
 
     def step(self, items: Sequence[Encoded]) -> list[dict[str, float]]:
         """Score one batch as given (no reordering): collate, forward, read; one result per item."""
@@ -166,6 +193,8 @@ class Engine:
     def _settle(self, items: Sequence[Encoded], indices: list[int]) -> dict[int, dict[str, float] | Failure]:
         try:
             return dict(zip(indices, self.step([items[i] for i in indices])))
+        except EngineFailure:
+            raise
         except Exception as error:  # the model's own code may raise anything; a bug shows as every row failing
             out_of_memory = is_out_of_memory(error)
             if len(indices) == 1:
@@ -179,7 +208,7 @@ class Engine:
     def _lower_budget(self, failed_tokens: int) -> None:
         budget = max(1, min(self.options.max_tokens_per_batch, failed_tokens) // 2)
         if budget < self.options.max_tokens_per_batch:
-            self.options = EngineOptions(self.options.batch_size, budget, self.options.min_fill)
+            self.options = replace(self.options, max_tokens_per_batch=budget)
             if not self._warned:
                 warnings.warn(f"a batch ran out of memory: it was split and retried, and batches are now at most "
                               f"{budget} padded tokens for the rest of the run", RuntimeWarning, stacklevel=3)

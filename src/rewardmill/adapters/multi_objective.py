@@ -15,11 +15,11 @@ import torch
 
 from ..scorer import Conversation
 from .base import Batch, FamilyOptions, TextOptions
+from .chat import PROBE
 from .decoder import DecoderAdapter, DecoderOptions
 from .outputs import output_tensor
 
 NAME_FIELDS = ("objective_names", "reward_objectives", "objectives", "attributes")
-_PROBE: Conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
 _GATING = re.compile(r"gating", re.I)
 
 
@@ -77,7 +77,7 @@ class MultiObjectiveAdapter(DecoderAdapter):
         from ..engine import collate
 
         with torch.inference_mode():
-            batch = collate([self.encode(_PROBE)], self.pad_token_id, self.padding_side, self.device)
+            batch = collate([self.encode(PROBE)], self.pad_token_id, self.padding_side, self.device)
             return int(self.call_model(batch).rewards.shape[-1])
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:

