@@ -172,3 +172,29 @@ def non_embedding_params(model: torch.nn.Module) -> int:
     """Parameters that do compute per token: all but the embedding tables (a lookup is not a matmul)."""
     embedded = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
     return sum(p.numel() for p in model.parameters() if id(p) not in embedded)
+
+
+def floors(model, ids: list[list[int]], pad_id: int, device: str = "cpu"):
+    """The reference strategies: the seed loop (one row per forward, no padding) and distilabel-style batching
+    (16 rows in input order, padded to the longest). Each returns the first logit of every row."""
+
+    @torch.inference_mode()
+    def seed_loop() -> list[float]:
+        return [model(torch.tensor([x], device=device)).logits[0, 0].float().item() for x in ids]
+
+    @torch.inference_mode()
+    def distilabel() -> list[float]:
+        scores = []
+        for start in range(0, len(ids), 16):
+            chunk = ids[start : start + 16]
+            width = max(map(len, chunk))
+            batch = torch.full((len(chunk), width), pad_id)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, x in enumerate(chunk):
+                batch[row, : len(x)] = torch.tensor(x)
+                mask[row, : len(x)] = 1
+            out = model(input_ids=batch.to(device), attention_mask=mask.to(device)).logits[:, 0]
+            scores.extend(out.float().tolist())
+        return scores
+
+    return seed_loop, distilabel

@@ -116,3 +116,83 @@ def test_a_doubled_bos_from_the_template_is_collapsed(model_dirs):
     ids = model.adapter.encode(CONVS[0]).input_ids
     bos = model.adapter.tokenizer.bos_token_id
     assert ids[0] == bos and ids[1] != bos
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma"])
+@pytest.mark.parametrize("batch_size, tokens", [(1, 4096), (5, 4096), (32, 300)])
+def test_packed_batches_equal_the_single_row_reference(model_dirs, references, family, batch_size, tokens):
+    """Padding-free packing (rows side by side, positions restarting): the attention must keep rows apart."""
+    model = RewardModel.from_pretrained(str(model_dirs[family]), packing=True, batch_size=batch_size,
+                                        max_tokens_per_batch=tokens)
+    assert model.engine.packing
+    if batch_size > 1:
+        assert any(len(b) > 1 for b in model.engine.plan([model.adapter.encode(c) for c in CONVS]))
+    assert_close(model.score(CONVS), references[family])
+
+
+def test_packing_is_chosen_for_flash_attention_only(model_dirs):
+    from rewardmill.engine import packs_by_default
+
+    model = RewardModel.from_pretrained(str(model_dirs["llama"]))
+    assert not model.engine.packing and "padded" in model.describe()["batching"]
+    config = model.adapter.model.config
+    for implementation, packs in (("sdpa", False), ("eager", False), ("flash_attention_2", True),
+                                  ("flex_attention", True)):
+        object.__setattr__(config, "_attn_implementation_internal", implementation)
+        assert config._attn_implementation == implementation
+        assert packs_by_default(model.adapter) is packs
+
+
+def test_packing_is_refused_for_models_that_cannot_read_packed_rows(model_dirs):
+    from rewardmill.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="packing needs"):
+        RewardModel.from_pretrained(str(model_dirs["bert"]), packing=True)
+
+
+def test_encoding_ahead_in_parts_gives_the_same_scores_and_errors(model_dirs, references, monkeypatch):
+    """On a GPU the next part is encoded in a background thread while the model runs; forced on here."""
+    import threading
+
+    import rewardmill.model as model_module
+    from rewardmill import score_rows
+
+    monkeypatch.setattr(model_module, "ENCODE_AHEAD_ROWS", 5)
+    model = RewardModel.from_pretrained(str(model_dirs["llama"]), max_length=1500)
+    assert model.encode_ahead is False  # CPU: the cores are busy with the model
+    model.encode_ahead = True
+    threads, encode = set(), model.adapter.encode
+    monkeypatch.setattr(model.adapter, "encode", lambda c: (threads.add(threading.current_thread().name), encode(c))[1])
+    assert_close(model.score(CONVS), references["llama"])
+    assert threads and all(name.startswith("rewardmill-encode") for name in threads)
+    rows = [{"conversation": c} for c in CONVS[:12]]
+    rows[3] = {"conversation": [{"role": "user", "content": "x " * 2000}, {"role": "assistant", "content": "y"}]}
+    rows[7] = {"conversation": []}
+    got = list(score_rows(model, rows))
+    model.encode_ahead = False
+    whole = list(score_rows(model, rows))
+    assert [r["error"] for r in got] == [r["error"] for r in whole]
+    assert "exceed the maximum length" in got[3]["error"] and got[7]["error"] and got[7]["score"] is None
+    assert [r["score"] is None for r in got] == [r["score"] is None for r in whole]
+    assert_close([r["score"] for r in got if r["score"] is not None], [r["score"] for r in whole if r["score"] is not None])
+
+
+def test_flex_attention_packs_by_default_and_keeps_rows_apart(model_dirs, references):
+    model = RewardModel.from_pretrained(str(model_dirs["qwen2"]), attn_implementation="flex_attention", batch_size=8)
+    assert model.engine.packing and "packed" in model.describe()["batching"]
+    assert_close(model.score(CONVS), references["qwen2"])
+
+
+def test_flash_attention_is_the_gpu_default_only_when_installed_and_half_precision(monkeypatch):
+    import importlib.util
+
+    from rewardmill.loading import LoadOptions, default_attention
+
+    real = importlib.util.find_spec
+    for installed in (True, False):
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: (object() if installed else None) if name == "flash_attn" else real(name, *a))
+        gpu_bf16 = default_attention(LoadOptions(device="cuda", dtype="bfloat16"))
+        assert gpu_bf16 == ("flash_attention_2" if installed else None)
+        assert default_attention(LoadOptions(device="cuda", dtype="float32")) is None
+        assert default_attention(LoadOptions(device="cpu", dtype="bfloat16")) is None

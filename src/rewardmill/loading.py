@@ -185,13 +185,27 @@ def load_tokenizer(name: str, options: LoadOptions):
         raise _wrap("tokenizer", name, options, error) from None
 
 
+def default_attention(options: LoadOptions) -> str | None:
+    """flash_attention_2 for a bf16/fp16 model on a GPU when the flash-attn package is installed (its
+    variable-length kernels also let the engine pack rows without padding); else None: transformers' default,
+    SDPA, which on a GPU picks its own fused kernels."""
+    import importlib.util
+
+    on_gpu = options.device_map is not None or options.resolved_device().startswith("cuda")
+    half = options.torch_dtype() in (torch.bfloat16, torch.float16)
+    if on_gpu and half and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return None
+
+
 def load_model(auto_class, name: str, options: LoadOptions, **extra: Any) -> torch.nn.Module:
     """Load with `auto_class.from_pretrained`, place it, and switch to eval mode."""
     kwargs = {**options.hub_kwargs(), "dtype": options.torch_dtype(), **extra}
     if options.device_map:
         kwargs["device_map"] = options.device_map
-    if options.attn_implementation:
-        kwargs["attn_implementation"] = options.attn_implementation
+    attention = options.attn_implementation or default_attention(options)
+    if attention:
+        kwargs["attn_implementation"] = attention
     try:
         model = auto_class.from_pretrained(name, **kwargs)
     except Exception as error:

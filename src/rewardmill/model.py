@@ -49,6 +49,9 @@ def _plain(options: Any) -> Any:
     return repr(options)
 
 
+ENCODE_AHEAD_ROWS = 512  # inputs per part when encoding ahead: a few GPU batches, so the GPU never waits long
+
+
 class RewardModel:
     """A loaded reward model: an adapter (model family) driven by the batching engine."""
 
@@ -69,6 +72,8 @@ class RewardModel:
         self.plan = plan
         self.cpu_choice = cpu_choice
         self.engine = engine or Engine(adapter, engine_options)
+        # On a GPU the CPU is free while the model runs: encode the next part of a call meanwhile.
+        self.encode_ahead = self.engine.runs_on_gpu
         self.cache: ResultCache | None = None  # `use_cache(folder)`: scores reused across runs
         self._identity: dict[str, Any] | None = None
         self.calibration: Calibration | None = None  # `normalize_with(calibration)`
@@ -188,7 +193,7 @@ class RewardModel:
         if engine.engine == "vllm":
             from .vllm_engine import check_options
 
-            check_options(load, getattr(family_options, "model_kwargs", {}), cpu)
+            check_options(load, getattr(family_options, "model_kwargs", {}), cpu, engine)
         config = load_config(name, load)
         positions = model_positions(config)
         if text.max_length and positions and text.max_length > positions:
@@ -232,27 +237,68 @@ class RewardModel:
     # ----------------------------------------------------------------- scoring
 
     def score_items(self, items: Sequence[Item], on_progress: Progress | None = None) -> list[ItemResult]:
-        """Score every response of every item in one length-sorted engine run."""
+        """Score every response of every item: encoded, then run through the engine in length-sorted batches
+        (in parts of `ENCODE_AHEAD_ROWS`, the next part encoded while the engine runs this one, when
+        `encode_ahead` is on)."""
         results = [ItemResult([None] * len(item.responses), [None] * len(item.responses)) for item in items]
         share = [1.0 / len(item.responses) if item.responses else 0.0 for item in items]
         report = on_progress or (lambda done: None)
-        encoded: list[Encoded] = []
-        owners: list[tuple[int, int]] = []  # (item, response) of each encoded input
-        failed = 0.0
+        wanted: list[tuple[int, int]] = []  # (item, response) of every input to encode
+        skipped = 0.0
         for i, item in enumerate(items):
             if not item.prompt:  # an `instructions` row: there is no conversation to score
                 results[i] = ItemResult.failed(len(item.responses), "a reward model scores answers to a prompt; "
                                                "this row has none (instructions rows are for the complexity judge)")
-                failed += 1.0
-                continue
-            for k in range(len(item.responses)):
-                try:
-                    encoded.append(self.adapter.encode(item.conversation(k)))
-                    owners.append((i, k))
-                except RowError as error:
-                    results[i].errors[k] = error.reason
+                skipped += 1.0
+            elif not item.responses:
+                skipped += 1.0
+            else:
+                wanted.extend((i, k) for k in range(len(item.responses)))
+        report(skipped)
+        for part in self._encoded_parts(items, wanted):
+            encoded: list[Encoded] = []
+            owners: list[tuple[int, int]] = []
+            failed = 0.0
+            for (i, k), value in part:
+                if isinstance(value, RowError):
+                    results[i].errors[k] = value.reason
                     failed += share[i]
-        report(failed + sum(1.0 for item in items if not item.responses))
+                else:
+                    encoded.append(value)
+                    owners.append((i, k))
+            report(failed)
+            self._score_encoded(encoded, owners, results, share, report)
+        return results
+
+    def _encoded_parts(self, items: Sequence[Item], wanted: list[tuple[int, int]]):
+        """Yield [((item, response), Encoded or RowError)] parts: all at once, or with `encode_ahead` in parts,
+        each next one encoded in a background thread while the caller scores the current one."""
+        def encode(part: list[tuple[int, int]]) -> list:
+            out = []
+            for i, k in part:
+                try:
+                    out.append(((i, k), self.adapter.encode(items[i].conversation(k))))
+                except RowError as error:
+                    out.append(((i, k), error))
+            return out
+
+        if not self.encode_ahead or len(wanted) <= ENCODE_AHEAD_ROWS:
+            yield encode(wanted)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        parts = [wanted[start:start + ENCODE_AHEAD_ROWS] for start in range(0, len(wanted), ENCODE_AHEAD_ROWS)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardmill-encode") as pool:
+            coming = pool.submit(encode, parts[0])
+            for following in [*parts[1:], None]:
+                ready = coming.result()
+                if following is not None:
+                    coming = pool.submit(encode, following)
+                yield ready
+
+    def _score_encoded(self, encoded: list[Encoded], owners: list[tuple[int, int]], results: list[ItemResult],
+                       share: list[float], report: Progress) -> None:
+        """Run encoded inputs (through the score cache, when one is in use) and put each output in its place."""
         cached: dict[int, dict] = {}
         if self.cache is not None:
             fingerprint = self.fingerprint
@@ -272,7 +318,6 @@ class RewardModel:
                 results[i].errors[k] = output
             else:
                 results[i].outputs[k] = self.normalized(output)
-        return results
 
     def score(self, inputs: Sequence[Conversation | dict | tuple[str, str]]) -> list[float]:
         """Score conversations, (instruction, response) tuples or rows holding one of the two.

@@ -46,12 +46,12 @@ def refuse(name: str, reason: str) -> OptionsError:
     return OptionsError(f"{FLAG} cannot run {name}: {reason}. Use --engine transformers (the default) for it")
 
 
-def check_options(load: LoadOptions, model_kwargs: Mapping[str, Any], cpu: CpuOptions) -> None:
+def check_options(load: LoadOptions, model_kwargs: Mapping[str, Any], cpu: CpuOptions, engine: EngineOptions) -> None:
     """Refuse the options of the transformers engine that vLLM has no equivalent for, rather than drop them."""
     given = [flag for flag, used in (
         ("--device", load.device), ("--device-map", load.device_map), ("--attn-implementation", load.attn_implementation),
         ("--model-kwarg", model_kwargs), ("--threads N", isinstance(cpu.threads, int)),
-        ("--cpu-kernel", cpu.kernel != "auto"),
+        ("--cpu-kernel", cpu.kernel != "auto"), ("--packing/--no-packing (vLLM always packs)", engine.packing is not None),
     ) if used]
     if given:
         raise OptionsError(f"{', '.join(given)} applies to --engine transformers; vLLM places the model and chooses "
@@ -124,6 +124,10 @@ class VllmEngine(Engine):
             raise EngineFailure(f"vLLM's engine failed: {type(error).__name__}: {error}") from error
         logits = torch.tensor([list(output.outputs.probs) for output in outputs], dtype=torch.float32)
         return read(self.adapter.outputs_from_logits(logits))
+
+    @property
+    def runs_on_gpu(self) -> bool:
+        return not on_cpu()
 
     @property
     def identity(self) -> dict[str, Any]:

@@ -71,14 +71,18 @@ class Encoded:
 
 @dataclass
 class Batch:
-    """A padded batch, as the engine builds it. `last_index[i]` is the position of row i's last real token."""
+    """A batch, as the engine builds it. Padded: one row per item, `last_index[i]` the position of row i's last
+    real token. Packed (`packed`): every item side by side in one row of shape [1, total] with no padding and no
+    attention mask, positions restarting at 0 for each item (which is how the attention tells them apart), and
+    `last_index[i]` the position of item i's last token in that row."""
 
     input_ids: torch.Tensor
-    attention_mask: torch.Tensor
+    attention_mask: torch.Tensor | None
     position_ids: torch.Tensor
     last_index: torch.Tensor
     token_type_ids: torch.Tensor | None
     items: list[Encoded]
+    packed: bool = False
 
 
 def forward_parameters(model: torch.nn.Module) -> Mapping[str, inspect.Parameter]:
@@ -116,6 +120,11 @@ class Adapter(ABC):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def can_pack(self) -> bool:
+        """Whether `forward` reads packed batches (see `Batch`); families that read padded rows only say no."""
+        return False
 
     @property
     @abstractmethod

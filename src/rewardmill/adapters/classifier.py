@@ -92,15 +92,23 @@ class ClassifierAdapter(DecoderAdapter):
         self.base_passes_positions = self.passes_positions = "position_ids" in parameters
         self.base_takes_cache_flag = "use_cache" in parameters
 
+    @property
+    def can_pack(self) -> bool:
+        # Packed rows are told apart by positions restarting at 0; a base without position_ids cannot see that.
+        return self.base_passes_positions and self.base_takes_cache_flag and not self.model_kwargs
+
     def logits(self, batch: Batch) -> torch.Tensor:
-        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        inputs = {"input_ids": batch.input_ids}
+        if batch.attention_mask is not None:
+            inputs["attention_mask"] = batch.attention_mask
         if self.base_passes_positions:
             inputs["position_ids"] = batch.position_ids
         if self.base_takes_cache_flag:
             inputs["use_cache"] = False
         hidden = self.base(**inputs, **self.model_kwargs).last_hidden_state
         index = batch.last_index.to(hidden.device)
-        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+        rows = torch.zeros_like(index) if batch.packed else torch.arange(hidden.shape[0], device=hidden.device)
+        last = hidden[rows, index]
         head_weight = next(self.head.parameters(), None)
         return self.head(last if head_weight is None else last.to(head_weight.device))
 

@@ -134,15 +134,17 @@ class RewardService:
     def rows_scorer(self, loop: asyncio.AbstractEventLoop) -> RewardModel:
         """The model as a `Scorer` whose engine runs go through the batcher (for the row layer, on a thread)."""
         served = copy.copy(self.model)
-        served.engine = _BatcherEngine(self.batcher, loop)
+        served.engine = _BatcherEngine(self.batcher, loop, self.model.engine)
         return served
 
 
 class _BatcherEngine:
-    """Stands in for `Engine.run` on a worker thread: submits to the batcher on the loop and waits."""
+    """Stands in for `Engine.run` on a worker thread: submits to the batcher on the loop and waits. What it says
+    of itself (identity, GPU) is the served engine's."""
 
-    def __init__(self, batcher: MicroBatcher, loop: asyncio.AbstractEventLoop):
+    def __init__(self, batcher: MicroBatcher, loop: asyncio.AbstractEventLoop, engine):
         self.batcher, self.loop = batcher, loop
+        self.identity, self.runs_on_gpu = engine.identity, engine.runs_on_gpu
 
     def run(self, items: Sequence[Encoded], on_batch=None) -> list:
         if not items:
