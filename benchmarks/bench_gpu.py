@@ -61,11 +61,15 @@ def llama_8b_config(tokenizer, tiny: bool):
         shape = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
                      num_key_value_heads=2, head_dim=64)
     return LlamaConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=8192, rope_theta=500000.0, rms_norm_eps=1e-5,
+        vocab_size=len(tokenizer), max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                       "original_max_position_embeddings": 8192},
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
         num_labels=1, architectures=["LlamaForSequenceClassification"], **shape)
+
+
+def rendered_tokens(tokenizer, conversation: list) -> int:
+    return len(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])
 
 
 def synthetic(conversations: list, target_tokens: int, count: int, tokenizer) -> list:
@@ -74,10 +78,9 @@ def synthetic(conversations: list, target_tokens: int, count: int, tokenizer) ->
     source = iter(conversations * 100)
     for _ in range(count):
         conversation: list = []
-        while len(tokenizer.apply_chat_template(conversation or [{"role": "user", "content": ""}])) < target_tokens:
-            conversation = [*conversation[:-1], *next(source)] if conversation else list(next(source))
-            # keep user/assistant alternation: a conversation always ends with an assistant turn
-            conversation = [m for i, m in enumerate(conversation) if i == 0 or m["role"] != conversation[i - 1]["role"]]
+        # whole conversations chained: each ends with an assistant turn and the next starts with a user turn
+        while not conversation or rendered_tokens(tokenizer, conversation) < target_tokens:
+            conversation.extend(next(source))
         out.append(conversation)
     return out
 
@@ -263,7 +266,7 @@ def main() -> None:
 
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "CPU"
     print(f"{name}; torch {torch.__version__}, transformers {transformers.__version__}; measured bf16 matmul "
-          f"{peak:.0f} TFLOP/s, nominal {nominal or '-'}; {'tiny shape' if args.tiny else 'Llama-3.1-8B shape'}\n")
+          f"{peak:.3g} TFLOP/s, nominal {nominal or '-'}; {'tiny shape' if args.tiny else 'Llama-3.1-8B shape'}\n")
     print("| data | strategy | rows | rows/s | tokens/s | MFU (nominal) | share of measured matmul | padding "
           "| vs seed loop | max abs diff bf16 vs fp32 |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
