@@ -41,6 +41,7 @@ from common import (  # noqa: E402
     DATA_DIR,
     REPO_ROOT,
     build_smol_llama_rm,
+    floors,
     load_hh_conversations,
     matmul_peak_gflops,
     non_embedding_params,
@@ -125,35 +126,17 @@ class VllmWorker:
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            pass
+        try:  # vLLM's engine-core process too, so nothing of it stays bound to the cores
             self._signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 TORCH = "rewardmill --engine transformers (API, steady state)"
 ON_VLLM = "rewardmill --engine vllm (API, steady state)"
 RAW_VLLM = "vLLM pooling (offline classify)"
 SEED = "seed loop (1 row/forward)"
-
-
-def floors(model, ids: list[list[int]], pad_id: int):
-    @torch.inference_mode()
-    def seed_loop() -> list[float]:
-        return [model(torch.tensor([x])).logits[0][0].item() for x in ids]
-
-    @torch.inference_mode()
-    def distilabel() -> list[float]:
-        scores = []
-        for start in range(0, len(ids), 16):
-            chunk = ids[start : start + 16]
-            width = max(map(len, chunk))
-            batch = torch.full((len(chunk), width), pad_id)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, x in enumerate(chunk):
-                batch[row, : len(x)] = torch.tensor(x)
-                mask[row, : len(x)] = 1
-            scores.extend(model(input_ids=batch, attention_mask=mask).logits[:, 0].tolist())
-        return scores
-
-    return seed_loop, distilabel
 
 
 def cli_whole_process(model_dir: Path, conversations, threads: int, vllm_python: Path | None = None) -> float:
@@ -169,8 +152,11 @@ def cli_whole_process(model_dir: Path, conversations, threads: int, vllm_python:
         else:
             command, env = [sys.executable, *command, "--threads", str(threads)], None
         started = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        return time.perf_counter() - started
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"rewardmill score exited with {done.returncode}:\n{done.stderr[-3000:]}")
+        return seconds
 
 
 def main() -> None:
@@ -248,11 +234,15 @@ def main() -> None:
     finally:
         for worker in workers.values():
             worker.close()
+    if args.json:  # the steady state is kept even if a whole-process run below fails
+        args.json.write_text(json.dumps({"timings": timings, "peaks": peaks}, indent=2))
     cli_seconds = {}  # after the workers are gone: each whole-process run has the machine to itself
-    if args.engine != "vllm":
-        cli_seconds["transformers"] = cli_whole_process(model_dir, job, args.threads)
-    if args.engine != "transformers":
-        cli_seconds["vllm"] = cli_whole_process(model_dir, job, args.threads, python)
+    for engine, vllm_python in (("transformers", None), ("vllm", python)):
+        if args.engine in (engine, "both"):
+            try:
+                cli_seconds[engine] = cli_whole_process(model_dir, job, args.threads, vllm_python)
+            except RuntimeError as error:
+                print(f"whole-process run with --engine {engine} failed: {error}", file=sys.stderr)
 
     peak = max(peaks)
     reference = scores[TORCH if TORCH in scores else ON_VLLM]
