@@ -149,13 +149,16 @@ def last_token_reference(directory, convs, template=None):
     return scores
 
 
-def test_the_score_is_read_at_the_last_token_with_model_kwargs(pad_is_eos_dir):
+def test_last_token_reads_a_closing_pad_token_with_model_kwargs(pad_is_eos_dir):
+    """score_token="last-token" (OpenRLHF's convention) reads the closing EOS even though it is the pad id; the
+    default reading, transformers' own, is tested in test_score_token.py."""
     tok = AutoTokenizer.from_pretrained(pad_is_eos_dir)
     text = tok.apply_chat_template(CONVS[0], chat_template=ENDS_WITH_EOS, tokenize=False)
     assert text.endswith(tok.pad_token)  # the trap: the last real token is the pad id
     want = last_token_reference(pad_is_eos_dir, CONVS, ENDS_WITH_EOS)
     for kwargs in ({}, {"model_kwargs": {"output_hidden_states": False}}):
-        model = RewardModel.from_pretrained(str(pad_is_eos_dir), chat_template=ENDS_WITH_EOS, batch_size=4, **kwargs)
+        model = RewardModel.from_pretrained(str(pad_is_eos_dir), chat_template=ENDS_WITH_EOS, batch_size=4,
+                                            score_token="last-token", **kwargs)
         close(model.score(CONVS), want)
 
 

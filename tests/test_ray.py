@@ -125,6 +125,29 @@ def test_a_driver_killed_mid_run_resumes_without_duplicates_or_gaps(job, tmp_pat
     same_rows(out, want)
 
 
+def test_ray_reads_the_score_where_the_models_own_forward_reads(local_ray, tmp_path):
+    """pad == EOS: every Ray actor reads where transformers' forward reads on one unpadded row (issue 27)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import toy_models
+
+    directory = toy_models.build_pad_is_eos_rm("llama", tmp_path / "pad-eos", seed=5)
+    tok = AutoTokenizer.from_pretrained(directory)
+    reference = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    convs = [r["conversation"] for r in rows(90) if "conversation" in r]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"conversation": c}) + "\n" for c in convs))
+    with torch.no_grad():
+        want = [reference(torch.tensor([tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]]))
+                .logits[0, 0].item() for c in convs]
+    out = tmp_path / "ray.jsonl"
+    args = ModelArgs(str(directory), cpu=CpuOptions(kernel="torch", threads=1))
+    score_with_ray(source, out, args.scorer, RowOptions(), RayOptions(actors=2, batch_rows=8))
+    got = [json.loads(line)["score"] for line in out.read_text().splitlines()]
+    assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4 and len(got) == len(want)
+
+
 def test_judge_on_ray_equals_the_single_process_judge(local_ray, tmp_path):
     from fake_judge_server import FakeJudgeServer
     from rewardmill.judges.spec import JudgeSpec

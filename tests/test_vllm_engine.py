@@ -16,7 +16,7 @@ import torch
 from remote_models import build_armo
 from sample_data import conversations
 from test_fidelity import decoder_reference
-from transformers import AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
 import toy_models
@@ -94,6 +94,7 @@ def vllm_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("vllm-models")
     dirs = {family: toy_models.build_decoder_rm(family, root / family, head_dim=32) for family in ("llama", "qwen2")}
     dirs["labels"] = toy_models.build_decoder_rm("llama", root / "labels", head_dim=32, num_labels=3)
+    dirs["pad-eos"] = toy_models.build_pad_is_eos_rm("llama", root / "pad-eos", seed=5, head_dim=32)
     return dirs
 
 
@@ -145,6 +146,33 @@ def test_vllm_gets_one_bos_the_token_ids_rewardmill_renders(vllm_dirs, on_vllm, 
     doubled = RewardModel.from_pretrained(str(vllm_dirs["llama"])).adapter.model(
         torch.tensor([[tok.bos_token_id, *handed[0]]])).logits[0, 0].item()
     assert abs(score - decoder_reference(vllm_dirs["llama"], CONVS[:1])[0]) <= BAR < abs(score - doubled)
+
+
+@needs_vllm
+def test_with_pad_eos_vllm_reads_where_the_models_own_forward_reads(vllm_dirs, on_vllm, monkeypatch):
+    """pad == EOS and the template closes each turn with it: transformers' forward reads the token before that
+    EOS. vLLM is handed the ids up to that token, so its last-token pooling reads the same one."""
+    directory = vllm_dirs["pad-eos"]
+    tok = AutoTokenizer.from_pretrained(directory)
+    reference = AutoModelForSequenceClassification.from_pretrained(directory, dtype=torch.float32).eval()
+    ids = [tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"] for c in CONVS]
+    assert all(i[-1] == tok.eos_token_id == reference.config.pad_token_id for i in ids)
+    with torch.no_grad():
+        want = [reference(torch.tensor([i])).logits[0, 0].item() for i in ids]
+    model = on_vllm("pad-eos")
+    handed: list[list[int]] = []
+    classify = model.engine.llm.classify
+
+    def spy(prompts, **kwargs):
+        handed.extend(p["prompt_token_ids"] for p in prompts)
+        return classify(prompts, **kwargs)
+
+    monkeypatch.setattr(model.engine.llm, "classify", spy)
+    got = model.score(CONVS)
+    assert max(abs(a - b) for a, b in zip(got, want)) <= BAR
+    assert sorted(handed, key=len) == sorted((i[:-1] for i in ids), key=len)
+    last = on_vllm("pad-eos", score_token="last-token").score(CONVS)
+    assert max(abs(a - b) for a, b in zip(last, want)) > 1e-3  # the other convention really reads elsewhere
 
 
 @needs_vllm

@@ -179,3 +179,20 @@ def build_gpt2_rm(directory: Path, seed: int = 0) -> Path:
     model.save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
+
+
+def build_pad_is_eos_rm(family: str, directory: Path, seed: int = 0, head_dim: int = 16) -> Path:
+    """A decoder reward model set up as TRL leaves one trained with `pad_token = eos_token` (Llama-3 and Mistral
+    reward models): the tokenizer's pad token and the config's pad_token_id are the EOS that closes each turn."""
+    from transformers import AutoModelForSequenceClassification
+
+    tok = TOKENIZERS[family]()
+    tok.pad_token = tok.eos_token
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_config(_decoder_config(family, tok, head_dim))
+    with torch.no_grad():
+        model.score.weight.normal_(0, 1.0)
+    assert model.config.pad_token_id == tok.eos_token_id
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory

@@ -21,6 +21,7 @@ import typer
 
 from .adapters import KINDS, TextOptions
 from .adapters.base import PADDING_SIDES, TRUNCATIONS
+from .adapters.classifier import SCORE_TOKENS
 from .cpu import KERNELS, CpuOptions
 from .engine import ENGINES, EngineOptions
 from .errors import OptionsError, RewardmillError
@@ -46,6 +47,7 @@ TruncationChoice = _choices("TruncationChoice", TRUNCATIONS)
 KernelChoice = _choices("KernelChoice", KERNELS)
 EngineChoice = _choices("EngineChoice", ENGINES)
 PaddingChoice = _choices("PaddingChoice", PADDING_SIDES)
+ScoreTokenChoice = _choices("ScoreTokenChoice", SCORE_TOKENS)
 ShapeChoice = _choices("ShapeChoice", ("auto", *SHAPES))
 
 LOAD = "Model loading"
@@ -70,6 +72,7 @@ LabelOpt = Annotated[Optional[str], typer.Option(help="Classifier and pair model
 AlphaOpt = Annotated[Optional[float], typer.Option(help="Pair-input models: reward multiplier, passed as forward(alpha=...) when the model takes it, else multiplies the score.", rich_help_panel=INPUT)]
 TypesOpt = Annotated[Optional[bool], typer.Option("--token-type-ids/--no-token-type-ids", help="Pair-input models: pass token_type_ids (default: when tokenizer and model use them).", rich_help_panel=INPUT, show_default=False)]
 PaddingOpt = Annotated[Optional[PaddingChoice], typer.Option(help="Chat-template families: padding side (default: what the family or the quirks table needs; scores do not depend on it).", rich_help_panel=INPUT, show_default=False)]
+ScoreTokenOpt = Annotated[Optional[ScoreTokenChoice], typer.Option(help="Decoder sequence classifiers: the token whose logit is the score. last-non-pad (default): the last token that is not the config's pad token, where the model's own forward, TRL and RewardBench read it (with pad == EOS, the token before a closing EOS). last-token: the last token of the input (OpenRLHF's convention).", rich_help_panel=INPUT, show_default=False)]
 AllLabelsOpt = Annotated[bool, typer.Option("--all-labels", help="Classifier heads with several labels: one output column per label (logit_NAME or prob_NAME).", rich_help_panel=OUTPUTS)]
 ProbOpt = Annotated[bool, typer.Option("--probabilities", help="Classifier heads: softmax probabilities (sigmoid for one label) instead of logits.", rich_help_panel=OUTPUTS)]
 ObjectivesOpt = Annotated[bool, typer.Option("--objectives", help="Multi-objective models (ArmoRM style): one column per objective, named from the config or quirks table, else objective_N.", rich_help_panel=OUTPUTS)]
@@ -138,14 +141,15 @@ class ModelArgs:
 
         chosen = baseline(self.model)
         if chosen is not None:
-            self._refuse_model_options()
+            self.refuse_model_options(f"the {self.model} baseline runs no model")
             return chosen
         from .model import RewardModel
 
         return RewardModel.load(self.model, kind=self.kind, load=self.load, text=self.text, family=self.family,
                                 engine=self.engine, cpu=self.cpu, quirks=self.quirks)
 
-    def _refuse_model_options(self) -> None:
+    def refuse_model_options(self, why: str) -> None:
+        """An OptionsError naming every reward-model flag that was set, when none of them can apply."""
         from .options import flag, given_family_options
 
         defaults = ModelArgs(self.model, cpu=self.cpu)
@@ -155,8 +159,7 @@ class ModelArgs:
             mine, default = getattr(self, group), getattr(defaults, group)
             used += [flag(f.name) for f in dataclasses.fields(mine) if getattr(mine, f.name) != getattr(default, f.name)]
         if used:
-            raise OptionsError(f"the {self.model} baseline runs no model, so these options do not apply to it: "
-                               f"{', '.join(used)}")
+            raise OptionsError(f"{why}, so these options do not apply to it: {', '.join(used)}")
 
 
 def parse_device_map(value: str | None) -> str | dict | None:
@@ -178,10 +181,11 @@ def _load_options(revision, dtype, device, device_map, trust_remote_code, token,
 
 
 def _family(*, chat_template, label, alpha, token_type_ids, padding_side, reward_token_id, model_kwarg, all_labels,
-            probabilities, objectives, gating) -> dict[str, Any]:
+            probabilities, objectives, gating, score_token) -> dict[str, Any]:
     return {
         "chat_template": chat_template, "label": label, "alpha": alpha, "token_type_ids": token_type_ids,
         "padding_side": padding_side.value if padding_side else None, "reward_token_id": reward_token_id,
+        "score_token": score_token.value if score_token else None,
         "model_kwargs": parse_model_kwargs(model_kwarg), "all_labels": all_labels, "probabilities": probabilities,
         "objectives": objectives, "gating": gating,
     }
@@ -190,7 +194,7 @@ def _family(*, chat_template, label, alpha, token_type_ids, padding_side, reward
 MODEL_FLAGS = ("kind", "quirks", "revision", "dtype", "device", "device_map", "trust_remote_code", "token",
                "attn_implementation", "max_length", "truncation", "chat_template", "label", "alpha", "token_type_ids",
                "padding_side", "reward_token_id", "model_kwarg", "all_labels", "probabilities", "objectives", "gating",
-               "batch_size", "max_tokens_per_batch", "threads", "cpu_kernel", "packing", "engine", "vllm_option")
+               "score_token", "batch_size", "max_tokens_per_batch", "threads", "cpu_kernel", "packing", "engine", "vllm_option")
 
 
 def _model_parameters() -> list[pyinspect.Parameter]:
@@ -204,6 +208,7 @@ def _model_parameters() -> list[pyinspect.Parameter]:
         "padding_side": (PaddingOpt, None), "reward_token_id": (RewardTokenOpt, None),
         "model_kwarg": (ModelKwargOpt, None), "quirks": (QuirksOpt, None), "all_labels": (AllLabelsOpt, False),
         "probabilities": (ProbOpt, False), "objectives": (ObjectivesOpt, False), "gating": (GatingOpt, False),
+        "score_token": (ScoreTokenOpt, None),
         "batch_size": (BatchOpt, None), "max_tokens_per_batch": (TokensOpt, None), "threads": (ThreadsOpt, "auto"),
         "cpu_kernel": (KernelOpt, KernelChoice("auto")), "engine": (EngineOpt, EngineChoice("transformers")),
         "vllm_option": (VllmOptionOpt, None), "packing": (PackingOpt, None),
@@ -230,8 +235,8 @@ def with_model_flags(command):
 
 def _model_args(model: str, *, kind, quirks, revision, dtype, device, device_map, trust_remote_code, token,
                 attn_implementation, max_length, truncation, chat_template, label, alpha, token_type_ids,
-                padding_side, reward_token_id, model_kwarg, all_labels, probabilities, objectives, gating, batch_size,
-                max_tokens_per_batch, threads, cpu_kernel, packing, engine, vllm_option) -> ModelArgs:
+                padding_side, reward_token_id, model_kwarg, all_labels, probabilities, objectives, gating, score_token,
+                batch_size, max_tokens_per_batch, threads, cpu_kernel, packing, engine, vllm_option) -> ModelArgs:
     """The model flags that score, serve and calibrate share (MODEL_FLAGS), as the API's option groups."""
     return ModelArgs(
         model, kind=kind.value, quirks=quirks,
@@ -239,7 +244,8 @@ def _model_args(model: str, *, kind, quirks, revision, dtype, device, device_map
         text=TextOptions(max_length=max_length, truncation=truncation.value),
         family=_family(chat_template=chat_template, label=label, alpha=alpha, token_type_ids=token_type_ids,
                        padding_side=padding_side, reward_token_id=reward_token_id, model_kwarg=model_kwarg,
-                       all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating),
+                       all_labels=all_labels, probabilities=probabilities, objectives=objectives, gating=gating,
+                       score_token=score_token),
         engine=EngineOptions(batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch, packing=packing,
                              engine=engine.value,
                              vllm_options=parse_model_kwargs(vllm_option, "--vllm-option")),
@@ -510,6 +516,7 @@ def judge(
 
 
 @app.command()
+@with_model_flags
 def dpo(
     input: InputArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the pairs: .jsonl, .json, .parquet or .csv, or a new folder name for a saved datasets directory (datasets.load_from_disk).", show_default=False)],
@@ -522,11 +529,6 @@ def dpo(
     judge_task: Annotated[Optional[str], typer.Option(help="Rate with an LLM judge instead of a reward model: ultrafeedback (or another task giving one score per generation).")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="With --judge-task: an OpenAI-compatible server (else the judge runs locally).")] = None,
     aspect: Annotated[Optional[str], typer.Option(help="With --judge-task ultrafeedback: the aspect to rate.")] = None,
-    kind: KindOpt = Kind("auto"),
-    trust_remote_code: RemoteOpt = False,
-    dtype: DTypeOpt = DTypeChoice("default"),
-    batch_size: BatchOpt = None,
-    max_length: MaxLenOpt = None,
     ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Ratings, one per generation (read, or written when -m rates first).")] = "ratings",
     messages_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Chat rows: the prompt conversation.")] = "messages",
     instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Text rows: the instruction.")] = "instruction",
@@ -537,6 +539,7 @@ def dpo(
     chunk_rows: ChunkOpt = 2048,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
+    **model_flags: Any,
 ) -> None:
     """Build a DPO preference dataset from rated generations (rating them first with -m when asked)."""
     from .dpo_pipeline import open_dpo_job, run_dpo
@@ -554,6 +557,7 @@ def dpo(
 
             if model is None:
                 raise OptionsError("--judge-task needs -m, the judge model")
+            _model_args(model, **model_flags).refuse_model_options("--judge-task rates with an LLM judge, not a reward model")
             if base_url:
                 judge_backend = OpenAIBackend(model, base_url, settings=GenerationSettings())
             else:
@@ -563,8 +567,7 @@ def dpo(
             scorer = Judge(make_task(judge_task, aspect=aspect), judge_backend)
         elif model is not None:
             _quiet_transformers()
-            scorer = ModelArgs(model, kind=kind.value, load=LoadOptions(dtype=dtype.value, trust_remote_code=trust_remote_code),
-                               text=TextOptions(max_length=max_length), engine=EngineOptions(batch_size=batch_size)).scorer()
+            scorer = _model_args(model, **model_flags).scorer()
         summary = _run_resumable(lambda: run_dpo(job, options, scorer, chunk_rows=chunk_rows), output)
     except RewardmillError as error:
         _fail(str(error))

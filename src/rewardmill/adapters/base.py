@@ -171,8 +171,16 @@ class Adapter(ABC):
             info["outputs"] = ", ".join(self.output_names)
         return info
 
+    def read_span(self, ids: list[int]) -> list[int]:
+        """The leading part of `ids` that the score depends on. A causal model whose score is read before the
+        end (a classifier reading the last token that is not its pad token) drops the ids after that token:
+        the hidden state there cannot see them, and no engine then has to know where to read."""
+        return ids
+
     def fit(self, ids: list[int], *, keep_prefix: int = 0, keep_suffix: int = 0) -> list[int]:
-        """Apply the truncation policy; `keep_prefix`/`keep_suffix` ids (BOS, a reward token) always survive."""
+        """The ids the model runs on: `read_span`, then the truncation policy; `keep_prefix`/`keep_suffix` ids
+        (BOS, a reward token) always survive."""
+        ids = self.read_span(ids)
         if len(ids) <= self.max_length:
             return ids
         self.refuse_over_length(len(ids))
@@ -182,7 +190,7 @@ class Adapter(ABC):
         if room <= 0:
             raise RowError(f"--max-length {self.max_length} leaves no room for the conversation")
         body = body[:room] if self.truncation == "right" else body[len(body) - room :]
-        return head + body + tail
+        return self.read_span(head + body + tail)
 
     def refuse_over_length(self, length: int) -> None:
         """Raise the standard per-row error for an over-long input when truncation is off."""

@@ -1,23 +1,51 @@
 """Decoder LLM with a classification head (Skywork-Reward, Llama/Qwen/Gemma reward models).
 
-The base model runs on the padded batch, and the head is applied to the hidden state of each row's last real
-token, found from the attention mask (never from pad-token ids), so the score is read at the same token for
-any padding side, for pad == eos, with or without extra forward arguments, and for any head module. The
-model's config is never changed. Multi-label heads: `label` picks the logit used as score; `all_labels` adds
+Which token is read (`score_token`): by default where the model's own `*ForSequenceClassification.forward`
+reads on one unpadded row, the last token that is not `config.pad_token_id` (the last token when the config
+has no pad id). That is where TRL's RewardTrainer trained the head and where RewardBench reads it; when the
+pad token is the EOS that ends the chat template's turn, it is the token before that EOS. The ids after that
+token are dropped when the row is encoded (`read_span`): in a causal model they cannot change the hidden
+state there, so every engine (torch batches, packed rows, vLLM, the server, Ray) reads the same token simply
+by reading the last one. `last-token` reads the last token of the rendered input instead (OpenRLHF's
+convention: it appends EOS and reads there).
+
+The base model runs on the padded batch, and the head is applied to the hidden state of each row's last
+token, found from the attention mask (never from pad-token ids), so the score does not depend on the padding
+side, extra forward arguments or the head module. The model's config is never changed. Multi-label heads: `label` picks the logit used as score; `all_labels` adds
 one output per label; `probabilities` turns logits into softmax probabilities (sigmoid for a single label).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
+from ..errors import OptionsError
 from ..loading import ModelLoadError
 from .base import Batch, FamilyOptions, TextOptions, forward_parameters
 from .decoder import DecoderAdapter, DecoderOptions
 
 HEAD_NAMES = ("score", "classifier")
+ScoreToken = Literal["last-non-pad", "last-token"]
+SCORE_TOKENS: tuple[str, ...] = get_args(ScoreToken)
+
+
+def config_pad_id(config) -> int | None:
+    """The pad id transformers' sequence-classification forward looks for (the text config's, for multimodal
+    configs)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    pad = getattr(text, "pad_token_id", None)
+    return pad if isinstance(pad, int) and not isinstance(pad, bool) else None
+
+
+def eos_ids(config, tokenizer) -> set[int]:
+    ids = {getattr(tokenizer, "eos_token_id", None)}
+    for source in (config.get_text_config() if hasattr(config, "get_text_config") else config, config):
+        value = getattr(source, "eos_token_id", None)
+        ids.update(value if isinstance(value, (list, tuple)) else [value])
+    return {i for i in ids if isinstance(i, int)}
 
 
 def label_names(config) -> list[str]:
@@ -51,6 +79,12 @@ class ClassifierOptions(DecoderOptions):
     label: int | str | None = None  # which logit is the score, for multi-label heads
     all_labels: bool = False  # one output per label
     probabilities: bool = False  # softmax (sigmoid for one label) instead of logits
+    score_token: ScoreToken | None = None  # last-non-pad (None: the quirks table's, else this) or last-token
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.score_token not in (None, *SCORE_TOKENS):
+            raise OptionsError(f"score_token must be one of {', '.join(SCORE_TOKENS)}, got {self.score_token!r}")
 
 
 class ClassifierAdapter(DecoderAdapter):
@@ -88,9 +122,19 @@ class ClassifierAdapter(DecoderAdapter):
                 "if its forward returns a value per token, try --kind value-head"
             )
         self.base = base
+        self.score_token = options.score_token or "last-non-pad"
+        self.read_pad_id = config_pad_id(model.config)
         parameters = forward_parameters(base)
         self.base_passes_positions = self.passes_positions = "position_ids" in parameters
         self.base_takes_cache_flag = "use_cache" in parameters
+
+    def read_span(self, ids: list[int]) -> list[int]:
+        if self.score_token == "last-token" or self.read_pad_id is None:
+            return ids
+        end = len(ids)
+        while end > 1 and ids[end - 1] == self.read_pad_id:  # all pad: transformers reads position 0
+            end -= 1
+        return ids[:end]
 
     @property
     def can_pack(self) -> bool:
@@ -136,5 +180,26 @@ class ClassifierAdapter(DecoderAdapter):
             "calls": f"{type(self.base).__name__}.forward(input_ids, attention_mask{positions}), then the head "
             f"{type(self.model).__name__}.{next(n for n in HEAD_NAMES if getattr(self.model, n, None) is self.head)} "
             "on the last real token only",
-            "score": f"{label} of the head at the last real token (found from the attention mask)",
+            "score": f"{label} of the head at the score token",
+            **self.describe_score_token(),
         }
+
+    def describe_score_token(self) -> dict[str, str]:
+        """Which token is read and why; a warning when the pad token is an EOS token."""
+        pad = self.read_pad_id
+        if pad is None:
+            return {"score token": "the last token (the config has no pad_token_id; transformers' own forward "
+                    "reads the last token of one unpadded row)"}
+        name = repr(self.tokenizer.convert_ids_to_tokens(pad))
+        info = {"score token": (
+            f"the last token that is not the pad token {name} (config.pad_token_id {pad}), as transformers' "
+            "own forward reads it (--score-token last-token reads the last token instead)"
+            if self.score_token == "last-non-pad" else
+            "the last token of the input, whatever it is (--score-token last-token; transformers' own forward "
+            f"would skip trailing pad tokens {name})")}
+        if pad in eos_ids(self.model.config, self.tokenizer):
+            where = ("a template that ends the turn with it is read at the token before it, where the model's own "
+                     "forward reads (and TRL trained the head)" if self.score_token == "last-non-pad" else
+                     "reading it differs from the model's own forward, which reads the token before a trailing EOS")
+            info["warning (pad token)"] = f"the pad token {name} is an EOS token: {where}"
+        return info
