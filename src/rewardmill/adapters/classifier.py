@@ -97,9 +97,9 @@ class ClassifierAdapter(DecoderAdapter):
         if not evidence.decoder:
             return None
         if evidence.code is None:
-            return f"{evidence.arch}: decoder model type '{evidence.model_type}' -> chat template, score at the last token"
+            return f"{evidence.arch}: decoder model type '{evidence.model_type}' -> chat template, score at the last non-pad token"
         if evidence.auto_class == "AutoModelForSequenceClassification":
-            return f"custom code {evidence.class_name}: a decoder sequence classifier -> score at the last token"
+            return f"custom code {evidence.class_name}: a decoder sequence classifier -> score at the last non-pad token"
         return None
 
     def __init__(self, model: torch.nn.Module, tokenizer, text: TextOptions = TextOptions(),
@@ -179,7 +179,7 @@ class ClassifierAdapter(DecoderAdapter):
             **super().describe(),
             "calls": f"{type(self.base).__name__}.forward(input_ids, attention_mask{positions}), then the head "
             f"{type(self.model).__name__}.{next(n for n in HEAD_NAMES if getattr(self.model, n, None) is self.head)} "
-            "on the last real token only",
+            "on the score token only",
             "score": f"{label} of the head at the score token",
             **self.describe_score_token(),
         }
