@@ -255,7 +255,7 @@ def test_the_cli_hands_every_model_flag_to_the_api(tmp_path, llama_dir, monkeypa
              "--truncation", "left", "--chat-template", "T", "--label", "good", "--alpha", "2.5",
              "--no-token-type-ids", "--padding-side", "left", "--reward-token-id", "9", "--model-kwarg", "k=1",
              "--quirks", str(quirks), "--all-labels", "--probabilities", "--objectives", "--gating",
-             "--batch-size", "3", "--max-tokens-per-batch", "99", "--threads", "1", "--cpu-kernel", "onednn"]
+             "--score-token", "last-token", "--batch-size", "3", "--max-tokens-per-batch", "99", "--threads", "1", "--cpu-kernel", "onednn"]
     result = runner.invoke(app, ["score", str(source), "-o", str(tmp_path / "o.jsonl"), "-m", "some/model", *flags])
     assert result.exit_code == 2 and "captured" in result.output
     load, text, engine, cpu = seen["load"], seen["text"], seen["engine"], seen["cpu"]
@@ -268,7 +268,7 @@ def test_the_cli_hands_every_model_flag_to_the_api(tmp_path, llama_dir, monkeypa
     assert seen["family"] == {
         "chat_template": "T", "label": "good", "alpha": 2.5, "token_type_ids": False, "padding_side": "left",
         "reward_token_id": 9, "model_kwargs": {"k": 1}, "all_labels": True, "probabilities": True,
-        "objectives": True, "gating": True,
+        "objectives": True, "gating": True, "score_token": "last-token",
     }
 
 
