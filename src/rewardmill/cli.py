@@ -377,10 +377,10 @@ def score(
     response_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: one response to the instruction.")] = "response",
     responses_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: a list of responses to the instruction.")] = "responses",
     messages_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the prompt conversation.")] = "messages",
-    generations_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: a list of generated answers to the messages.")] = "generations",
+    generations_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: a list of generated answers to the messages (or to the instruction).")] = "generations",
     score_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for conversation and instruction+response rows.")] = "score",
     scores_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for instruction+responses rows.")] = "scores",
-    ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for messages+generations rows.")] = "ratings",
+    ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for messages+generations and instruction+generations rows.")] = "ratings",
     error_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output: why a row (or item) was not scored; null when it was.")] = "error",
     **model_flags: Any,
 ) -> None:
