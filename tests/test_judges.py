@@ -128,11 +128,13 @@ def test_every_task_takes_distilabels_own_columns(tmp_path, task, row, column, w
 
 def test_ultrafeedback_mixes_instruction_and_messages_rows():
     rows = [{"instruction": "Q", "generations": ["bb", "a"]},
-            {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}], "generations": ["a", "bb"]},
+            {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}],
+             "generations": ["a", "bb"]},
             {"instruction": "Q", "generations": "not a list"}]
     with FakeJudgeServer() as server:
         got = judge_rows(server, "ultrafeedback", rows)
-    assert [r["ratings"] for r in got[:2]] == [[2.0, 1.0], [1.0, 2.0]] and got[0]["rationales"] == ["2 chars.", "1 chars."]
+    assert [r["ratings"] for r in got[:2]] == [[2.0, 1.0], [1.0, 2.0]]
+    assert got[0]["rationales"] == ["2 chars.", "1 chars."]
     assert got[2]["ratings"] is None and got[2]["error"] == "row 2: field 'generations' must be a list, got str"
 
 
@@ -143,7 +145,8 @@ SEED_002_ROW = {"instruction": "SEED-002 instruction", "responses": ["good respo
                                       ("complexity", {"instructions": ["SEED-002 a", "b", "c"]})])
 def test_seed_002s_scores_are_kept_marked_and_counted(tmp_path, task, row):
     """Seed 002 rates three responses [5, 3, 1]: kept as distilabel keeps them, marked outside the stated 1-3."""
-    plain = {"instruction": "fine", "responses": ["a", "bbb", "cc"]} if task == "quality" else {"instructions": ["a", "bbb"]}
+    plain = ({"instruction": "fine", "responses": ["a", "bbb", "cc"]} if task == "quality"
+             else {"instructions": ["a", "bbb"]})
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps(row) + "\n" + json.dumps(plain) + "\n")
     with FakeJudgeServer() as server:

@@ -152,6 +152,7 @@ def _llmbar(row: dict) -> Pair:
     label = row.get("label")
     if label not in (1, 2) or isinstance(label, bool):
         raise RowError(f"field 'label' must be 1 or 2, got {label!r}")
-    first, second = _text(row.get("output_1"), "output_1", answer=True), _text(row.get("output_2"), "output_2", answer=True)
+    first = _text(row.get("output_1"), "output_1", answer=True)
+    second = _text(row.get("output_2"), "output_2", answer=True)
     chosen, rejected = (first, second) if label == 1 else (second, first)
     return Pair(({"role": "user", "content": _text(row.get("input"), "input")},), chosen, rejected, _subset(row))
