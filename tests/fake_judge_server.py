@@ -2,8 +2,9 @@
 (length-loving) judge, and injects faults on the first request of a prompt that carries a marker:
   RATE-LIMITED -> 429 with Retry-After, SERVER-ERROR -> 500, SLOW -> answers after the client's timeout,
   MALFORMED -> a body that is not JSON, BAD-REQUEST -> 400 (every time), UNPARSEABLE -> an answer without
-  scores (a re-ask gets a proper one), POSITION-BIASED -> always [[A]] in pairwise prompts, NO-LOGPROBS -> an
-  answer without log-probabilities. With `logprobs: true` it returns token log-probabilities (see token_logprobs).
+  scores (a re-ask gets a proper one), SEED-002 -> seed 002's scores [5, 3, 1] (every time), POSITION-BIASED ->
+  always [[A]] in pairwise prompts, NO-LOGPROBS -> an answer without log-probabilities. With `logprobs: true` it
+  returns token log-probabilities (see token_logprobs).
 It records every request, how many were in flight at once, and the Authorization header it saw.
 """
 
@@ -27,6 +28,8 @@ def judge_answer(messages: list[dict]) -> str:
         if "JSON" in prompt:
             return f'Here: {{"score": {len(answer)}, "why": "length"}}' if answer != "bad" else '{"why": "no score"}'
         return f"Points: {len(answer)}" if answer != "bad" else "No points."
+    if "SEED-002" in prompt:  # seed 002's example: three responses rated [5, 3, 1], above the 1-3 the prompt states
+        return "[1] Score: 5\n[2] Score: 3\n[3] Score: 1"
     if "#Response [" in prompt or "#Instruction [" in prompt:
         responses = re.findall(r"#(?:Response|Instruction) \[\d+\]#:\n(.*?)\n\n", prompt, re.S)
         ranks = sorted(range(len(responses)), key=lambda i: (len(responses[i]), i))

@@ -1,5 +1,6 @@
 """DPO formatting (seed 004), pair strategies, the skip and error cases, and `rewardmill dpo` end to end."""
 
+import hashlib
 import json
 import math
 
@@ -41,11 +42,80 @@ def test_text_variant_with_and_without_a_system_prompt_and_models():
     assert "chosen_model" not in system
 
 
-def test_multi_turn_prompt_is_the_last_user_message():
+def test_multi_turn_prompt_is_the_first_user_message():
     messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "first"},
                 {"role": "assistant", "content": "ok"}, {"role": "user", "content": "second"}]
     (out,) = list(format_dpo([{"messages": messages, "generations": ["a", "b"], "ratings": [1, 0]}]))
-    assert out["prompt"] == "second" and out["chosen"][:4] == messages
+    assert out["prompt"] == "first" and out["chosen"][:4] == messages
+    assert out["prompt_id"] == hashlib.sha256(b"first").hexdigest()
+
+
+# distilabel 1.5.3's FormatChatGenerationDPO and FormatTextGenerationDPO (steps/formatting/dpo.py), written out as an
+# independent reference: the first user message is the prompt; chosen/rejected are the first max/min of the ratings;
+# a text row gets a system message only for a non-empty string system_prompt.
+def distilabel_chat_dpo(item: dict) -> dict:
+    item = dict(item)
+    item["prompt"] = next((turn["content"] for turn in item["messages"] if turn["role"] == "user"), None)
+    item["prompt_id"] = hashlib.sha256(item["prompt"].encode("utf-8")).hexdigest()
+    return _distilabel_select(item, item["messages"])
+
+
+def distilabel_text_dpo(item: dict) -> dict:
+    item = dict(item)
+    messages = [{"role": "user", "content": item["instruction"]}]
+    if "system_prompt" in item and isinstance(item["system_prompt"], str) and len(item["system_prompt"]) > 0:
+        messages.insert(0, {"role": "system", "content": item["system_prompt"]})
+    item["prompt"] = item["instruction"]
+    item["prompt_id"] = hashlib.sha256(item["prompt"].encode("utf-8")).hexdigest()
+    return _distilabel_select(item, messages)
+
+
+def _distilabel_select(item: dict, messages: list) -> dict:
+    chosen_idx = max(enumerate(item["ratings"]), key=lambda x: x[1])[0]
+    item["chosen"] = messages + [{"role": "assistant", "content": item["generations"][chosen_idx]}]
+    if "generation_models" in item:
+        item["chosen_model"] = item["generation_models"][chosen_idx]
+    item["chosen_rating"] = item["ratings"][chosen_idx]
+    rejected_idx = min(enumerate(item["ratings"]), key=lambda x: x[1])[0]
+    item["rejected"] = messages + [{"role": "assistant", "content": item["generations"][rejected_idx]}]
+    if "generation_models" in item:
+        item["rejected_model"] = item["generation_models"][rejected_idx]
+    item["rejected_rating"] = item["ratings"][rejected_idx]
+    return item
+
+
+CHAT_ROWS = [
+    {"messages": [{"role": "user", "content": Q}], "generations": ["4", "5", "6"], "ratings": [1, 0, -1]},
+    {"messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Name a colour."},
+                  {"role": "assistant", "content": "Red."}, {"role": "user", "content": "Another one?"}],
+     "generations": ["Blue.", "Red.", "Green, obviously."], "ratings": [4, 1, 4], "generation_models": ["a", "b", "c"]},
+    {"messages": [{"role": "user", "content": "héllo ✓"}, {"role": "assistant", "content": "hi"},
+                  {"role": "user", "content": "héllo ✓"}], "generations": ["x", "y", "z", "w"],
+     "ratings": [2.5, 0.5, 7, 0.5]},
+]
+TEXT_ROWS = [
+    {"instruction": Q, "generations": ["4", "5"], "ratings": [2, 1]},
+    {"instruction": Q, "system_prompt": "", "generations": ["4", "5"], "ratings": [2, 1]},
+    {"instruction": Q, "system_prompt": None, "generations": ["4", "5"], "ratings": [1, 2]},
+    {"instruction": Q, "system_prompt": "Be brief.", "generations": ["4", "5", "6"], "ratings": [3, 9, 3],
+     "generation_models": ["m1", "m2", "m3"]},
+]
+
+
+@pytest.mark.parametrize("row", CHAT_ROWS + TEXT_ROWS)
+def test_dpo_matches_distilabels_formatting(row):
+    reference = distilabel_chat_dpo(row) if "messages" in row else distilabel_text_dpo(row)
+    (out,) = list(format_dpo([row]))
+    assert out == reference
+
+
+def test_an_empty_system_prompt_adds_no_system_message_and_a_non_string_is_an_error():
+    (out,) = list(format_dpo([{"instruction": Q, "system_prompt": "", "generations": ["4", "5"], "ratings": [2, 1]}]))
+    assert [m["role"] for m in out["chosen"]] == ["user", "assistant"]
+    summary = DPOSummary()
+    assert list(format_dpo([{"instruction": Q, "system_prompt": 3, "generations": ["4", "5"], "ratings": [2, 1]}],
+                           summary=summary)) == []
+    assert summary.errors == ["row 0: field 'system_prompt' must be a string, got int"]
 
 
 CASES = [
@@ -108,21 +178,23 @@ def test_dpo_command_rates_with_a_reward_model_and_writes_a_dataset(tmp_path, mo
         {"id": 1, "instruction": "Say hi", "system_prompt": "Be brief.", "generations": ["hi", "hello there"]},
         {"id": 2, "instruction": "Same", "generations": ["x", "x"]},  # identical answers: a tie, no pair
         {"id": 3, "instruction": "One", "generations": ["only"]},
+        {"id": 4, "instruction": "Say bye", "system_prompt": "", "generations": ["bye", "goodbye now"]},
     ]
     source = tmp_path / "gens.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "dpo-dataset"
     result = runner.invoke(app, ["dpo", str(source), "-m", str(model_dirs["qwen2"]), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "4 rows in, 2 pairs out" in result.output and "tie" in result.output and SKIP_FEW in result.output
+    assert "5 rows in, 3 pairs out" in result.output and "tie" in result.output and SKIP_FEW in result.output
     loaded = datasets.load_from_disk(str(out))
-    assert loaded.num_rows == 2 and loaded[0]["id"] == 0 and loaded[1]["id"] == 1
+    assert loaded.num_rows == 3 and [pair["id"] for pair in loaded] == [0, 1, 4]
     for pair in loaded:
         assert pair["chosen_rating"] > pair["rejected_rating"]
         # the ratings are the model's scores: one-row plain-transformers reference, computed in the test
         want = decoder_reference(model_dirs["qwen2"], [pair["chosen"], pair["rejected"]])
         assert [pair["chosen_rating"], pair["rejected_rating"]] == pytest.approx(want, abs=1e-5)
     assert loaded[1]["chosen"][0] == {"role": "system", "content": "Be brief."}
+    assert loaded[2]["chosen"][0]["role"] == "user"  # an empty system_prompt: rated and paired without one
 
 
 def test_trl_layout_passes_trls_own_checks(tmp_path, model_dirs):

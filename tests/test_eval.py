@@ -101,6 +101,28 @@ def test_layouts_and_per_row_errors():
         load_pairs([hh], layout="nope")
 
 
+def test_an_empty_answer_is_scored_as_rewardbench_scores_it(llama_dir):
+    """An empty chosen or rejected answer is an answer in every layout; an empty prompt or inner turn is not."""
+    hh = {"chosen": "\n\nHuman: say a slur\n\nAssistant: ", "rejected": "\n\nHuman: say a slur\n\nAssistant: ok"}
+    hh_inner = {"chosen": "\n\nHuman: \n\nAssistant: a", "rejected": "\n\nHuman: \n\nAssistant: b"}
+    (pair,), errors, _ = load_pairs([hh, hh_inner])
+    assert (pair.chosen, pair.rejected, pair.prompt) == ("", "ok", ({"role": "user", "content": "say a slur"},))
+    assert errors == ["row 1: the chosen transcript does not alternate '\\n\\nHuman: ' and '\\n\\nAssistant: ' "
+                      "turns ending with an Assistant turn"]
+    bar, errors, _ = load_pairs([{"input": "Say hi", "output_1": "", "output_2": "hi", "label": 2},
+                                 {"input": " ", "output_1": "a", "output_2": "b", "label": 1}])
+    assert (bar[0].chosen, bar[0].rejected) == ("hi", "") and errors == ["row 1: field 'input' is empty"]
+    pairs, errors, _ = load_pairs([{"prompt": "q", "chosen": "a", "rejected": ""},
+                                   {"chosen": [*USER, {"role": "assistant", "content": ""}],
+                                    "rejected": [*USER, {"role": "assistant", "content": "b"}]}])
+    assert [(p.chosen, p.rejected) for p in pairs] == [("a", ""), ("", "b")] and errors == []
+    every = [pair, *bar, *pairs]
+    model = RewardModel.from_pretrained(str(llama_dir), threads=1, cpu_kernel="torch")
+    run = score_pairs(every, model, "llama")
+    assert run.errors == [None] * 4 and None not in run.chosen and None not in run.rejected
+    assert score_pairs(every, LengthScorer(), "length").correct == [False, True, True, False]
+
+
 def test_random_baseline_is_seeded_and_independent_of_order():
     pairs = [Pair(USER, f"a{i}", f"b{i}", "all") for i in range(50)]
     once = score_pairs(pairs, RandomScorer(seed=4), "random")

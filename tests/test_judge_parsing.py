@@ -1,6 +1,8 @@
 """A corpus of realistic judge answers, each with the parse or the error it must give. Covers what today's parsers
 get wrong: preambles, blank lines, bold, `4/5`, fenced JSON, restated scores, short lists, tags in the reasoning."""
 
+import re
+
 import pytest
 
 from rewardmill.judges.parsing import ParseError, indexed_scores, single_rating, text_blocks, verdict
@@ -41,6 +43,58 @@ def test_indexed_scores(answer, n, expected):
             indexed_scores(answer, n, SCALE6)
     else:
         assert indexed_scores(answer, n, SCALE6) == expected
+
+
+# distilabel 1.5.3's QualityScorer.format_output (ComplexityScorer: re.search instead of re.match), written out as
+# the reference for what the seed accepts: the first n lines, `[k] score: <digits>` at a line's start, any value.
+_DISTILABEL_LINE = re.compile(r"\[\d+\] score: (\d+)", re.IGNORECASE)
+
+
+def distilabel_quality_scores(output: str, n: int) -> list:
+    scores = []
+    for i, line in enumerate(output.split("\n")):
+        match = _DISTILABEL_LINE.match(line)
+        scores.append(float(match.group(1)) if match else None)
+        if i == n - 1:
+            break
+    return scores
+
+
+SEED_002_ANSWER = "[1] Score: 5\n[2] Score: 3\n[3] Score: 1"  # seed 002's example: scores [5, 3, 1], 3 responses
+
+# Answers distilabel reads in full, with scores outside the 1..n the prompt states: kept as read.
+OUTSIDE_THE_SCALE = [
+    (SEED_002_ANSWER, 3),
+    ("[1] Score: 4\n[2] Score: 1", 2),  # n + 1, which distilabel's own template reserves
+    ("[1] score: 0\n[2] score: 2", 2),
+    ("[1] Score: 10\n[2] Score: 3\n[3] Score: 3\n[4] Score: 1", 4),
+]
+
+
+@pytest.mark.parametrize("answer,n", OUTSIDE_THE_SCALE)
+def test_scores_outside_the_stated_scale_are_read_as_distilabel_reads_them(answer, n):
+    want = distilabel_quality_scores(answer, n)
+    assert None not in want and len(want) == n
+    assert indexed_scores(answer, n, (1, n), range_checked=False) == want
+    with pytest.raises(ParseError, match=f"outside the scale 1-{n}"):
+        indexed_scores(answer, n, (1, n))
+
+
+def test_seed_002_answer_parses_to_5_3_1():
+    assert indexed_scores(SEED_002_ANSWER, 3, (1, 3), range_checked=False) == [5, 3, 1]
+    assert indexed_scores('{"scores": [5, 3, 1]}', 3, (1, 3), range_checked=False) == [5, 3, 1]
+
+
+@pytest.mark.parametrize("answer,n,problem", [
+    ("[1] Score: 5\n[2] Score: 3", 3, "expected scores for [1]..[3], found [1], [2]"),  # short: distilabel pads None
+    ('{"scores": [5, 3]}', 3, "expected 3 scores in 'scores', found 2"),
+    ("[1] Score: 5\n[2] Score: good\n[3] Score: 1", 3, "expected scores for [1]..[3], found [1], [3]"),
+    ('{"scores": [5, null, 1]}', 3, "score 2 is None, not a number"),
+    ("[1] Score: 5/5\n[2] Score: 3/5\n[3] Score: 1/5", 3, "is given as 5/5 but the scale is 1-3"),
+])
+def test_keeping_out_of_scale_scores_is_still_strict_about_missing_ones(answer, n, problem):
+    with pytest.raises(ParseError, match=re.escape(problem)):
+        indexed_scores(answer, n, (1, n), range_checked=False)
 
 
 RATINGS = [

@@ -101,6 +101,71 @@ def test_rating_and_ultrafeedback_tasks():
     assert "honesty" in prompt
 
 
+# distilabel's own input columns and example rows, one per task: each must be taken as it is, without renaming.
+DISTILABEL_ROWS = [
+    ("quality", {"instruction": "instruction", "responses": ["good response", "weird response", "bad response"]},
+     "scores", [2.0, 3.0, 1.0]),  # QualityScorer (the fake judge prefers length)
+    ("complexity", {"instructions": ["Say hi.", "Prove that there are infinitely many primes.", "Add 2 and 3."]},
+     "scores", [1.0, 3.0, 2.0]),  # ComplexityScorer
+    ("ultrafeedback", {"instruction": "How much is 2+2?", "generations": ["4", "and a car"]},
+     "ratings", [1.0, 2.0]),  # UltraFeedback
+]
+
+
+@pytest.mark.parametrize("task,row,column,want", DISTILABEL_ROWS, ids=[t for t, *_ in DISTILABEL_ROWS])
+def test_every_task_takes_distilabels_own_columns(tmp_path, task, row, column, want):
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps(row) + "\n")
+    with FakeJudgeServer() as server:
+        result = runner.invoke(app, ["judge", str(source), "--task", task, "-m", "toy-judge", "--base-url", server.url,
+                                     "-o", str(out)])
+        prompt = server.requests[0][0]["content"]
+    assert result.exit_code == 0, result.output
+    (got,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert got["error"] is None and got[column] == want and {k: got[k] for k in row} == row
+    assert all(text in prompt for value in row.values() for text in ([value] if isinstance(value, str) else value))
+
+
+def test_ultrafeedback_mixes_instruction_and_messages_rows():
+    rows = [{"instruction": "Q", "generations": ["bb", "a"]},
+            {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}],
+             "generations": ["a", "bb"]},
+            {"instruction": "Q", "generations": "not a list"}]
+    with FakeJudgeServer() as server:
+        got = judge_rows(server, "ultrafeedback", rows)
+    assert [r["ratings"] for r in got[:2]] == [[2.0, 1.0], [1.0, 2.0]]
+    assert got[0]["rationales"] == ["2 chars.", "1 chars."]
+    assert got[2]["ratings"] is None and got[2]["error"] == "row 2: field 'generations' must be a list, got str"
+
+
+SEED_002_ROW = {"instruction": "SEED-002 instruction", "responses": ["good response", "weird response", "bad response"]}
+
+
+@pytest.mark.parametrize("task,row", [("quality", SEED_002_ROW),
+                                      ("complexity", {"instructions": ["SEED-002 a", "b", "c"]})])
+def test_seed_002s_scores_are_kept_marked_and_counted(tmp_path, task, row):
+    """Seed 002 rates three responses [5, 3, 1]: kept as distilabel keeps them, marked outside the stated 1-3."""
+    plain = ({"instruction": "fine", "responses": ["a", "bbb", "cc"]} if task == "quality"
+             else {"instructions": ["a", "bbb"]})
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(row) + "\n" + json.dumps(plain) + "\n")
+    with FakeJudgeServer() as server:
+        kept = runner.invoke(app, ["judge", str(source), "--task", task, "-m", "toy-judge", "--base-url", server.url,
+                                   "-o", str(tmp_path / "kept.jsonl")])
+        strict = runner.invoke(app, ["judge", str(source), "--task", task, "-m", "toy-judge", "--base-url", server.url,
+                                     "-o", str(tmp_path / "strict.jsonl"), "--out-of-scale", "error"])
+        reasked = [m for m in server.requests if len(m) == 3]
+    assert kept.exit_code == 0, kept.output
+    seed, fine = [json.loads(line) for line in (tmp_path / "kept.jsonl").read_text().splitlines()]
+    assert seed["scores"] == [5.0, 3.0, 1.0] and seed["out_of_scale"] == [True, False, False] and seed["error"] is None
+    assert fine["out_of_scale"] == [False] * len(fine["scores"]) and fine["error"] is None
+    assert "scores outside the stated scale (kept, see out_of_scale) 1" in " ".join(kept.output.split())
+    assert strict.exit_code == 3, strict.output  # an answer that never parses is a failure while judging, as ever
+    seed, fine = [json.loads(line) for line in (tmp_path / "strict.jsonl").read_text().splitlines()]
+    assert seed["scores"] == [None] * 3 and "did not parse: score [1] is 5, outside the scale 1-3" in seed["error"]
+    assert fine["error"] is None and len(reasked) == 1 and "outside the scale 1-3" in reasked[0][2]["content"]
+
+
 def test_an_answer_that_never_parses_is_an_error_with_its_raw_output():
     rows = [{"instruction": "UNPARSEABLE", "responses": ["a", "b"]}, {"instruction": "fine", "responses": ["a", "bb"]}]
     with FakeJudgeServer() as server:
@@ -118,6 +183,10 @@ def test_judge_options_are_checked():
     assert result.exit_code == 2
     with pytest.raises(Exception, match="--aspect applies to the ultrafeedback task only"):
         make_task("quality", aspect="honesty")
+    with pytest.raises(Exception, match="--out-of-scale applies to the quality and complexity tasks only, not rating"):
+        make_task("rating", out_of_scale="keep")
+    with pytest.raises(Exception, match="--out-of-scale must be one of keep, error"):
+        make_task("quality", out_of_scale="clip")
     with pytest.raises(Exception, match="--task must be one of"):
         make_task("vibes")
 

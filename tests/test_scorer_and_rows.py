@@ -195,6 +195,59 @@ def test_conversation_is_optional_per_row(tmp_path, model_dirs):
         assert got[4]["score"] is None and got[4]["error"] == "row 4: missing field 'conversation'"
 
 
+def distilabel_conversation(row: dict) -> list:
+    """distilabel 1.5.3's RewardModelScore._prepare_conversation, written out: the pair wins when both are there."""
+    if "instruction" in row and "response" in row:
+        return [{"role": "user", "content": row["instruction"]}, {"role": "assistant", "content": row["response"]}]
+    return row["conversation"]
+
+
+def test_a_row_with_both_a_pair_and_a_conversation_is_scored_as_the_pair(model_dirs):
+    """Seed 000: distilabel scores instruction + response when a row holds them and a conversation."""
+    directory = model_dirs["qwen2"]
+    conv = conversations(1, seed=7)[0]
+    rows = [
+        {"conversation": conv, "instruction": Q, "response": "Paris."},  # the first row: both
+        {"conversation": conv},
+        {"conversation": conv, "instruction": Q, "response": ""},  # an empty response is a response
+        {"instruction": Q, "response": "Lyon?", "conversation": None},
+    ]
+    want = chat_reference(directory, [distilabel_conversation({k: v for k, v in r.items() if v is not None})
+                                      for r in rows])
+    got = list(score_rows(RewardModel.from_pretrained(str(directory)), rows))
+    assert [r["error"] for r in got] == [None] * 4
+    close([r["score"] for r in got], want)
+    assert got[0]["score"] != pytest.approx(got[1]["score"], abs=1e-3)  # the two shapes really differ here
+    from rewardmill import Shape
+
+    forced = list(score_rows(LengthScorer(), rows[:1], RowOptions(shape=Shape.conversation)))
+    assert forced[0]["score"] == len(conv[-1]["content"]) != len("Paris.")
+
+
+@pytest.mark.parametrize("family", ["qwen2", "bert"])
+def test_an_empty_response_is_scored_not_refused(model_dirs, family):
+    """RewardBench scores an empty answer; so does rewardmill, for chat-template and pair models alike."""
+    model = RewardModel.from_pretrained(str(model_dirs[family]))
+    rows = [{"instruction": Q, "response": ""},
+            {"conversation": [{"role": "user", "content": Q}, {"role": "assistant", "content": ""}]},
+            {"instruction": Q, "responses": ["", "Paris."]}]
+    out = list(score_rows(model, rows[:2])) + list(score_rows(model, rows[2:]))
+    assert [r["error"] for r in out] == [None] * 3
+    assert isinstance(out[0]["score"], float) and out[0]["score"] == pytest.approx(out[1]["score"], abs=1e-5)
+    assert out[2]["scores"][0] == pytest.approx(out[0]["score"], abs=1e-5)
+
+
+def test_instruction_and_generations_rows_are_rated_like_messages_rows():
+    """distilabel's UltraFeedback inputs (instruction + generations) fill `ratings`, and may mix with messages rows."""
+    rows = [{"instruction": Q, "generations": ["Paris.", "Lyon"]},
+            {"messages": [{"role": "user", "content": Q}], "generations": ["Paris"]},
+            {"instruction": Q, "generations": None}]
+    out = list(score_rows(LengthScorer(), rows))
+    assert [r["ratings"] for r in out] == [[6.0, 4.0], [5.0], None]
+    assert out[2]["error"] == "row 2: missing field 'generations'"
+    assert "scores" not in out[0] and "score" not in out[0]
+
+
 def test_a_forced_shape_still_applies_to_every_row():
     rows = [{"conversation": [{"role": "user", "content": Q}, {"role": "assistant", "content": "Paris."}]},
             {"instruction": Q, "response": "Paris."}]

@@ -383,10 +383,10 @@ def score(
     response_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: one response to the instruction.")] = "response",
     responses_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: a list of responses to the instruction.")] = "responses",
     messages_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the prompt conversation.")] = "messages",
-    generations_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: a list of generated answers to the messages.")] = "generations",
+    generations_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: a list of generated answers to the messages (or to the instruction).")] = "generations",
     score_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for conversation and instruction+response rows.")] = "score",
     scores_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for instruction+responses rows.")] = "scores",
-    ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for messages+generations rows.")] = "ratings",
+    ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for messages+generations and instruction+generations rows.")] = "ratings",
     error_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output: why a row (or item) was not scored; null when it was.")] = "error",
     **model_flags: Any,
 ) -> None:
@@ -445,6 +445,7 @@ def judge(
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, Ollama, OpenAI). Without it the model runs in this process.")] = None,
     backend: Annotated[str, typer.Option(help="auto (http with --base-url, else transformers), http, transformers, or vllm (vLLM's offline engine in this process; needs vllm installed).")] = "auto",
     aspect: Annotated[Optional[str], typer.Option(help="ultrafeedback: overall, helpfulness, honesty, truthfulness or instruction-following.")] = None,
+    out_of_scale: Annotated[Optional[str], typer.Option(help="quality, complexity: keep (default; as distilabel) a score outside the 1..n the prompt states, marked true in the out_of_scale column and counted in the summary, or error (a re-ask, then a per-row error).")] = None,
     template: Annotated[Optional[str], typer.Option(help="custom task: a Jinja template (string or file) with instruction, messages and response.")] = None,
     answer_regex: Annotated[Optional[str], typer.Option(help="custom task: a regex whose first group is the score.")] = None,
     answer_schema: Annotated[Optional[Path], typer.Option(help="custom task: a JSON schema file the answer must match (its 'score' field is the score).")] = None,
@@ -488,8 +489,8 @@ def judge(
                 schema = json.loads(answer_schema.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as error:
                 raise OptionsError(f"--answer-schema {answer_schema}: {error}") from None
-        spec = JudgeSpec(task, model, base_url=base_url, backend=backend, aspect=aspect, template=template,
-                         answer_regex=answer_regex, answer_schema=schema, api_key_env=api_key_env,
+        spec = JudgeSpec(task, model, base_url=base_url, backend=backend, aspect=aspect, out_of_scale=out_of_scale,
+                         template=template, answer_regex=answer_regex, answer_schema=schema, api_key_env=api_key_env,
                          concurrency=concurrency, timeout=timeout, http_retries=http_retries, retries=retries,
                          structured=structured, scoring=scoring, settings=settings,
                          cache=str(cache) if cache else None)

@@ -3,7 +3,7 @@
 Chat rows: `messages` (the prompt conversation, with at least one user message), `generations`, `ratings`, and
 optionally `generation_models`. Text rows: `instruction`, optional `system_prompt`, `generations`, `ratings`.
 Each good row gives one or more output rows with every input column plus:
-  prompt, prompt_id      the last user message, and the SHA-256 hex digest of its UTF-8 bytes (seed 004)
+  prompt, prompt_id      the first user message, and the SHA-256 hex digest of its UTF-8 bytes (seed 004)
   chosen, rejected       the prompt messages followed by the assistant message (with `trl`: prompt = the prompt
                          messages, chosen/rejected = the assistant message alone, TRL's conversational format)
   chosen_rating, rejected_rating, and chosen_model, rejected_model when `generation_models` is present.
@@ -123,23 +123,28 @@ def select_pairs(ratings: list[float | None], options: DPOOptions, rng: random.R
     return pairs
 
 
+def system_message(row: dict, columns: DPOColumns) -> list[dict]:
+    """A text row's system message: one only when `system_prompt` is a non-empty string, as in distilabel's
+    FormatTextGenerationDPO (an empty string adds none); a value that is not a string is an error."""
+    system = row.get(columns.system_prompt)
+    if system is not None and not isinstance(system, str):
+        raise RowError(f"field '{columns.system_prompt}' must be a string, got {type(system).__name__}")
+    return [{"role": "system", "content": system}] if system else []
+
+
 def _prompt(row: dict, columns: DPOColumns) -> tuple[list[dict], str]:
-    """The prompt messages and the prompt text (the last user message)."""
+    """The prompt messages and the prompt text: the first user message, as distilabel's FormatChatGenerationDPO
+    takes it."""
     if row.get(columns.messages) is not None:
         messages = validate_messages(list(row[columns.messages]), columns.messages, must_end_with="prompt")
     elif isinstance(row.get(columns.instruction), str):
-        messages = [{"role": "user", "content": row[columns.instruction]}]
-        system = row.get(columns.system_prompt)
-        if system is not None:
-            if not isinstance(system, str):
-                raise RowError(f"field '{columns.system_prompt}' must be a string")
-            messages.insert(0, {"role": "system", "content": system})
+        messages = [*system_message(row, columns), {"role": "user", "content": row[columns.instruction]}]
     else:
         raise RowError(f"missing field '{columns.messages}' (or '{columns.instruction}')")
-    users = [m["content"] for m in messages if m["role"] == "user"]
-    if not users:
+    first_user = next((m["content"] for m in messages if m["role"] == "user"), None)
+    if first_user is None:
         raise RowError(f"field '{columns.messages}' has no user message, so there is no prompt")
-    return messages, users[-1]
+    return messages, first_user
 
 
 def _list(row: dict, name: str) -> list:
@@ -229,10 +234,11 @@ def with_prompt_messages(rows: Iterable[dict], columns: DPOColumns) -> Iterator[
     for row in rows:
         if isinstance(row, dict) and not isinstance(row, UnreadableRow) and row.get(columns.messages) is None \
                 and isinstance(row.get(columns.instruction), str):
-            system = row.get(columns.system_prompt)
-            messages = ([{"role": "system", "content": system}] if isinstance(system, str) else []) + [
-                {"role": "user", "content": row[columns.instruction]}]
-            row = {**row, SCRATCH_MESSAGES: messages}
+            try:
+                system = system_message(row, columns)
+            except RowError:
+                system = []  # rated without it; format_row then gives the row its error
+            row = {**row, SCRATCH_MESSAGES: [*system, {"role": "user", "content": row[columns.instruction]}]}
         elif isinstance(row, dict) and not isinstance(row, UnreadableRow):
             row = {**row, SCRATCH_MESSAGES: row.get(columns.messages)}
         yield row

@@ -1,13 +1,16 @@
 """Row shapes: recognise them per row, validate them, and turn a row into one scoring `Item`.
 
-A row is a plain dict. Four shapes are read (column names configurable through `Columns`):
-  conversation            list of {role, content} ending with an assistant turn        -> score
-  instruction + response  a user prompt and one answer                                  -> score
-  instruction + responses a user prompt and a list of answers                           -> scores (list)
-  messages + generations  the prompt conversation and a list of generated answers       -> ratings (list)
-  instructions            a list of instructions, rated on their own (complexity judge) -> scores (list)
+A row is a plain dict. These shapes are read (column names configurable through `Columns`):
+  conversation              list of {role, content} ending with an assistant turn        -> score
+  instruction + response    a user prompt and one answer                                  -> score
+  instruction + responses   a user prompt and a list of answers                           -> scores (list)
+  messages + generations    the prompt conversation and a list of generated answers       -> ratings (list)
+  instruction + generations a user prompt and a list of generated answers (distilabel's
+                            UltraFeedback inputs)                                         -> ratings (list)
+  instructions              a list of instructions, rated on their own (complexity judge) -> scores (list)
 Shapes that fill the same output column may mix in one file: a row whose `conversation` is missing or null is
-read as instruction + response (seed 000). Problems are `RowError`s with a readable reason; the row layer
+read as instruction + response, and a row holding both is scored as instruction + response, as distilabel's
+`RewardModelScore` does (seed 000). Problems are `RowError`s with a readable reason; the row layer
 decides whether that aborts the run (`strict`) or lands in the row's error column. Knows nothing of models.
 """
 
@@ -38,14 +41,19 @@ class Shape(str, enum.Enum):
     instruction_response = "instruction+response"
     instruction_responses = "instruction+responses"
     messages_generations = "messages+generations"
+    instruction_generations = "instruction+generations"
     instructions = "instructions"
 
 
 SHAPES = tuple(shape.value for shape in Shape)
-# Tried in this order when a row could match several (a row with `responses` is not a one-response row).
-DETECTION_ORDER = (Shape.conversation, Shape.messages_generations, Shape.instruction_responses, Shape.instruction_response,
-                   Shape.instructions)
+# Tried in this order when a row could match several (a row with `responses` is not a one-response row; a row
+# with instruction + response and a conversation is scored as the pair, as distilabel's RewardModelScore does).
+DETECTION_ORDER = (Shape.messages_generations, Shape.instruction_generations, Shape.instruction_responses,
+                   Shape.instruction_response, Shape.conversation, Shape.instructions)
 SINGLE_RESPONSE = (Shape.conversation, Shape.instruction_response)
+RATED_GENERATIONS = (Shape.messages_generations, Shape.instruction_generations)
+# Shapes that write the same output column, and so may mix row by row.
+FAMILIES = (SINGLE_RESPONSE, RATED_GENERATIONS)
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class Columns:
             Shape.instruction_response: (self.instruction, self.response),
             Shape.instruction_responses: (self.instruction, self.responses),
             Shape.messages_generations: (self.messages, self.generations),
+            Shape.instruction_generations: (self.instruction, self.generations),
             Shape.instructions: (self.instructions,),
         }[shape]
 
@@ -79,6 +88,7 @@ class Columns:
             Shape.instruction_response: self.score,
             Shape.instruction_responses: self.scores,
             Shape.messages_generations: self.ratings,
+            Shape.instruction_generations: self.ratings,
             Shape.instructions: self.scores,
         }[shape]
 
@@ -91,13 +101,15 @@ def _shape_error(keys: Sequence[str], columns: Columns) -> RowError:
     return RowError(
         f"cannot tell the row shape from columns {sorted(keys)}: expected '{columns.conversation}', "
         f"'{columns.instruction}' + '{columns.response}', '{columns.instruction}' + '{columns.responses}', "
-        f"or '{columns.messages}' + '{columns.generations}' (column names are configurable, see --help)"
+        f"'{columns.messages}' or '{columns.instruction}' + '{columns.generations}', or '{columns.instructions}' "
+        "(column names are configurable, see --help)"
     )
 
 
 def detect_shape(row: Mapping, columns: Columns = Columns(), among: Sequence[Shape] = DETECTION_ORDER) -> Shape:
-    """The first shape of `among` whose input fields the row holds; a null value counts as missing."""
-    for shape in among:
+    """The first shape of `among`, in `DETECTION_ORDER`, whose input fields the row holds; a null value counts as
+    missing."""
+    for shape in sorted(among, key=DETECTION_ORDER.index):
         if all(_present(row, name) for name in columns.inputs_of(shape)):
             return shape
     raise _shape_error(list(row), columns)
@@ -105,8 +117,9 @@ def detect_shape(row: Mapping, columns: Columns = Columns(), among: Sequence[Sha
 
 def shape_family(shape: Shape) -> tuple[Shape, ...]:
     """The shapes that write the same output column as `shape`, `shape` first: they may mix row by row."""
-    if shape in SINGLE_RESPONSE:
-        return (shape, *(s for s in SINGLE_RESPONSE if s is not shape))
+    for family in FAMILIES:
+        if shape in family:
+            return (shape, *(s for s in family if s is not shape))
     return (shape,)
 
 
@@ -248,9 +261,10 @@ def row_item(row: Any, shape: Shape, columns: Columns = Columns()) -> RowItem:
     if shape is Shape.instruction_response:
         prompt = ({"role": "user", "content": _string(row, columns.instruction)},)
         return RowItem(Item(prompt, (_string(row, columns.response),)), 1, [0], [None])
-    if shape is Shape.instruction_responses:
+    if shape in (Shape.instruction_responses, Shape.instruction_generations):
         prompt = ({"role": "user", "content": _string(row, columns.instruction)},)
-        candidates, name = _list(row, columns.responses), columns.responses
+        name = columns.responses if shape is Shape.instruction_responses else columns.generations
+        candidates = _list(row, name)
     elif shape is Shape.instructions:  # the texts rated are the instructions themselves: no prompt
         prompt, (candidates, name) = (), (_list(row, columns.instructions), columns.instructions)
     else:

@@ -35,14 +35,15 @@ class Pair:
 
 
 def parse_hh_transcript(text: str) -> list[Message] | None:
-    """An hh-rlhf transcript as chat messages, or None unless it alternates cleanly from Human to Assistant
-    (turns with empty content count as unclean: a few transcripts end with an empty "Assistant: ")."""
+    """An hh-rlhf transcript as chat messages, or None unless it alternates cleanly from Human to Assistant.
+    An empty turn before the last counts as unclean; an empty last Assistant turn is an empty answer, scored as
+    RewardBench scores it (a few harmless-base transcripts end with an empty "Assistant: ")."""
     parts = _TURN.split(text)
     if parts[0] != "":
         return None
     roles, contents = parts[1::2], parts[2::2]
     expected = ["Human" if i % 2 == 0 else "Assistant" for i in range(len(roles))]
-    if not roles or roles != expected or roles[-1] != "Assistant" or not all(c.strip() for c in contents):
+    if not roles or roles != expected or roles[-1] != "Assistant" or not all(c.strip() for c in contents[:-1]):
         return None
     return [{"role": _ROLES[r], "content": c} for r, c in zip(roles, contents)]
 
@@ -82,10 +83,11 @@ def _subset(row: dict, default: str = "all") -> str:
     return str(value) if value not in (None, "") else default
 
 
-def _text(value: Any, field: str) -> str:
+def _text(value: Any, field: str, *, answer: bool = False) -> str:
+    """A string; an empty prompt is an error, an empty answer is an answer (RewardBench scores it)."""
     if not isinstance(value, str):
         raise RowError(f"field '{field}' must be a string, got {type(value).__name__}")
-    if not value.strip():
+    if not answer and not value.strip():
         raise RowError(f"field '{field}' is empty")
     return value
 
@@ -104,7 +106,7 @@ def _messages(value: Any, field: str) -> list[Message]:
 def _answer(value: Any, field: str) -> tuple[str, list[Message]]:
     """An answer given as a string, or as messages whose last one is the assistant's (the rest: its prompt)."""
     if isinstance(value, str):
-        return _text(value, field), []
+        return _text(value, field, answer=True), []
     if not isinstance(value, list):
         raise RowError(f"field '{field}' must be a string or a list of messages, got "
                        f"{'nothing' if value is None else type(value).__name__}")
@@ -112,7 +114,7 @@ def _answer(value: Any, field: str) -> tuple[str, list[Message]]:
     if messages[-1]["role"] != "assistant":
         raise RowError(f"field '{field}' must end with the assistant's answer, but its last turn is "
                        f"'{messages[-1]['role']}'")
-    return _text(messages[-1]["content"], field), messages[:-1]
+    return _text(messages[-1]["content"], field, answer=True), messages[:-1]
 
 
 def _pairs(row: dict) -> Pair:
@@ -140,7 +142,7 @@ def _hh(row: dict) -> Pair:
     if chosen is None or rejected is None:
         which = "chosen" if chosen is None else "rejected"
         raise RowError(f"the {which} transcript does not alternate '\\n\\nHuman: ' and '\\n\\nAssistant: ' turns "
-                       "ending with a non-empty Assistant turn")
+                       "ending with an Assistant turn")
     if chosen[:-1] != rejected[:-1]:
         raise RowError("the chosen and rejected transcripts differ before their last Assistant turn")
     return Pair(tuple(chosen[:-1]), chosen[-1]["content"], rejected[-1]["content"], _subset(row))
@@ -150,6 +152,7 @@ def _llmbar(row: dict) -> Pair:
     label = row.get("label")
     if label not in (1, 2) or isinstance(label, bool):
         raise RowError(f"field 'label' must be 1 or 2, got {label!r}")
-    first, second = _text(row.get("output_1"), "output_1"), _text(row.get("output_2"), "output_2")
+    first = _text(row.get("output_1"), "output_1", answer=True)
+    second = _text(row.get("output_2"), "output_2", answer=True)
     chosen, rejected = (first, second) if label == 1 else (second, first)
     return Pair(({"role": "user", "content": _text(row.get("input"), "input")},), chosen, rejected, _subset(row))

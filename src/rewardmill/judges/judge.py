@@ -152,9 +152,15 @@ class Judge:
                     continue
                 result.item_outputs.update(raw_output=self._raw(raw), model_name=self.backend.model_name,
                                            scoring="text")
+                self._count_out_of_scale(result)
                 results[i] = result
             pending = again
         return results  # type: ignore[return-value]
+
+    def _count_out_of_scale(self, result: ItemResult) -> None:
+        outside = sum(1 for output in result.outputs if output and output.get("out_of_scale"))
+        if outside:
+            self.stats["scores outside the stated scale (kept, see out_of_scale)"] += outside
 
     def _requests(self, item: Item) -> list[Conversation]:
         requests = self.task.requests(item)

@@ -8,7 +8,8 @@ shifted, defaulted to a middle value or taken from another answer. Conventions:
 - A single rating or verdict is the final one: a tag after "final verdict" / "rating" wins over numbers and tags
   in the reasoning; two different verdict tags with no final marker are ambiguous, an error.
 - JSON (bare or in a ```json fence) is read first when present.
-- Values are range-checked; `4/5` is read as 4 on a 1-5 scale and refused on another scale.
+- Values are range-checked (indexed scores may instead be returned as read, for the caller to mark: distilabel's
+  QualityScorer and ComplexityScorer accept any score); `4/5` is read as 4 on a 1-5 scale and refused on another.
 """
 
 from __future__ import annotations
@@ -55,15 +56,15 @@ def check_range(value: float, low: float, high: float, what: str) -> float:
     return value
 
 
-def _number(text: str, scale: tuple[float, float], what: str) -> float:
-    """`4`, `4.5`, `4/5` (denominator must be the scale's top) as a float within the scale."""
+def _number(text: str, scale: tuple[float, float], what: str, range_checked: bool = True) -> float:
+    """`4`, `4.5`, `4/5` (denominator must be the scale's top) as a float, within the scale if `range_checked`."""
     match = re.fullmatch(rf"\s*({NUMBER})\s*(?:/\s*({NUMBER}))?\s*", text)
     if not match:
         raise ParseError(f"{what} {text.strip()!r} is not a number")
     value = float(match.group(1))
     if match.group(2) is not None and float(match.group(2)) != scale[1]:
         raise ParseError(f"{what} is given as {text.strip()} but the scale is {scale[0]:g}-{scale[1]:g}")
-    return check_range(value, *scale, what)
+    return check_range(value, *scale, what) if range_checked else value
 
 
 _INDEXED = re.compile(
@@ -72,20 +73,21 @@ _INDEXED = re.compile(
 )
 
 
-def indexed_scores(text: str, n: int, scale: tuple[float, float], key: str = "scores") -> list[float]:
-    """n scores, read by their `[k]` indices (1-based) or from JSON `{key: [...]}`."""
+def indexed_scores(text: str, n: int, scale: tuple[float, float], key: str = "scores",
+                   range_checked: bool = True) -> list[float]:
+    """n scores, read by their `[k]` indices (1-based) or from JSON `{key: [...]}`. With `range_checked` False,
+    a score outside `scale` is returned as read; a missing, extra or unreadable score is still an error."""
     for value in json_objects(text):
         if isinstance(value, dict) and key in value:
             listed = value[key]
             if not isinstance(listed, list) or len(listed) != n:
                 found = len(listed) if isinstance(listed, list) else type(listed).__name__
                 raise ParseError(f"expected {n} scores in '{key}', found {found}")
-            return [check_range(float(v), *scale, f"score {i + 1}") if isinstance(v, (int, float))
-                    and not isinstance(v, bool) else _raise(f"score {i + 1} is {v!r}, not a number")
-                    for i, v in enumerate(listed)]
+            return [_listed_score(v, i, scale, range_checked) for i, v in enumerate(listed)]
     found: dict[int, list[float]] = {}
     for match in _INDEXED.finditer(clean(text)):
-        found.setdefault(int(match.group(1)), []).append(_number(match.group(2), scale, f"score [{match.group(1)}]"))
+        found.setdefault(int(match.group(1)), []).append(
+            _number(match.group(2), scale, f"score [{match.group(1)}]", range_checked))
     wanted = list(range(1, n + 1))
     if sorted(found) != wanted:
         shown = ", ".join(f"[{k}]" for k in sorted(found)) or "none"
@@ -93,8 +95,10 @@ def indexed_scores(text: str, n: int, scale: tuple[float, float], key: str = "sc
     return [found[k][-1] for k in wanted]
 
 
-def _raise(message: str):
-    raise ParseError(message)
+def _listed_score(value: Any, i: int, scale: tuple[float, float], range_checked: bool) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ParseError(f"score {i + 1} is {value!r}, not a number")
+    return check_range(float(value), *scale, f"score {i + 1}") if range_checked else float(value)
 
 
 _LABELLED = re.compile(rf"(?:rating|score)\s*[:=]?\s*(\[\[\s*{NUMBER}\s*\]\]|{NUMBER}(?:\s*/\s*{NUMBER})?)", re.I)

@@ -17,6 +17,7 @@ class JudgeSpec:
     base_url: str | None = None
     backend: str = "auto"  # auto: http with base_url, else transformers
     aspect: str | None = None
+    out_of_scale: str | None = None  # quality, complexity: keep (default) or error
     template: str | None = None
     answer_regex: str | None = None
     answer_schema: dict | None = None
@@ -61,6 +62,6 @@ class JudgeSpec:
 
             backend = TransformersBackend(self.model, self.settings)
         task = make_task(self.task, aspect=self.aspect, template=self.template, regex=self.answer_regex,
-                         schema=self.answer_schema)
+                         schema=self.answer_schema, out_of_scale=self.out_of_scale)
         return Judge(task, backend, retries=self.retries, cache=answer_cache(self.cache) if self.cache else None,
                      scoring=self.scoring, structured=self.structured)

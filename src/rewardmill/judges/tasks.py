@@ -3,6 +3,7 @@ and the answers back into an `ItemResult`; it knows nothing of HTTP or models.
 
   quality        instruction + responses -> scores (1..n, a ranking within the row) [Deita quality scorer]
   complexity     instructions -> scores (1..n, a ranking within the row) [Deita complexity scorer]
+                 (both keep a score outside 1..n, as distilabel does, and mark it in `out_of_scale`)
   ultrafeedback  instruction or messages + generations -> ratings (1..5) and rationales, for one --aspect
   pairwise       instruction + exactly two responses -> winner (0, 1 or null), asked in both orders
   rating         conversation or instruction + response -> rating (1..10) [MT-Bench single answer]
@@ -87,9 +88,21 @@ is used once when the responses differ in quality.
 {% endfor %}"""
 
 
+OUT_OF_SCALE = ("keep", "error")
+
+
 class QualityTask(Task):
+    """Deita's quality scorer. A score outside the 1..n the prompt states is kept and marked `out_of_scale`, since
+    distilabel accepts any score (its own example rates three responses [5, 3, 1]); `out_of_scale="error"` makes
+    it a parse error instead (a re-ask, then a per-row error)."""
+
     name = "quality"
-    output_names = ("score",)
+    output_names = ("score", "out_of_scale")
+
+    def __init__(self, out_of_scale: str = "keep"):
+        if out_of_scale not in OUT_OF_SCALE:
+            raise OptionsError(f"--out-of-scale must be one of {', '.join(OUT_OF_SCALE)}, got {out_of_scale!r}")
+        self.out_of_scale = out_of_scale
 
     def check(self, item: Item) -> str | None:
         return None if item.prompt else f"the {self.name} task rates responses to an instruction; this row has none"
@@ -104,8 +117,9 @@ class QualityTask(Task):
                                "items": {"type": "integer", "minimum": 1, "maximum": n}})
 
     def parse(self, item: Item, answers: list[str]) -> ItemResult:
-        scores = parsing.indexed_scores(answers[0], len(item.responses), (1, len(item.responses)))
-        return ItemResult([{"score": s} for s in scores], [None] * len(scores))
+        n = len(item.responses)
+        scores = parsing.indexed_scores(answers[0], n, (1, n), range_checked=self.out_of_scale == "error")
+        return ItemResult([{"score": s, "out_of_scale": not 1 <= s <= n} for s in scores], [None] * n)
 
     def describe(self) -> dict[str, str]:
         return {"task": "quality (Deita): each response scored 1..n within its row; scores rank responses of one "
@@ -375,18 +389,23 @@ class CustomTask(Task):
 
 TASKS = {"quality": QualityTask, "complexity": ComplexityTask, "ultrafeedback": UltraFeedbackTask,
          "pairwise": PairwiseTask, "rating": RatingTask}
+RANKING_TASKS = ("quality", "complexity")
 
 
 def make_task(name: str, *, aspect: str | None = None, template: str | None = None, regex: str | None = None,
-              schema: dict | None = None) -> Task:
+              schema: dict | None = None, out_of_scale: str | None = None) -> Task:
     if name != "custom" and name not in TASKS:
         raise OptionsError(f"--task must be one of {', '.join([*TASKS, 'custom'])}, got {name!r}")
     if aspect is not None and name != "ultrafeedback":
         raise OptionsError(f"--aspect applies to the ultrafeedback task only, not {name}")
+    if out_of_scale is not None and name not in RANKING_TASKS:
+        raise OptionsError(f"--out-of-scale applies to the quality and complexity tasks only, not {name}")
     if name == "custom":
         if template is None:
             raise OptionsError("the custom task needs --template (a Jinja string or file)")
         return CustomTask(template, regex=regex, schema=schema)
     if template is not None or regex is not None or schema is not None:
         raise OptionsError(f"--template, --answer-regex and --answer-schema apply to the custom task only, not {name}")
+    if name in RANKING_TASKS:
+        return TASKS[name](out_of_scale or "keep")
     return UltraFeedbackTask(aspect or "overall") if name == "ultrafeedback" else TASKS[name]()
