@@ -27,6 +27,7 @@ from .errors import OptionsError, RewardmillError
 from .loading import DTYPES, LoadOptions
 from .rows import SHAPES, Columns, Shape
 from .scorer import Scorer
+from .urls import shown as shown_url
 
 app = typer.Typer(
     help="Score datasets with reward models, correctly and fast.",
@@ -503,7 +504,7 @@ def judge(
         _fail(str(error))
         return
     counts = ", ".join(f"{name} {count}" for name, count in sorted(scorer.stats.items())) or "no requests"
-    where = f"at {base_url}" if base_url else f"({scorer.backend.describe()['backend']})"
+    where = f"at {shown_url(base_url)}" if base_url else f"({scorer.backend.describe()['backend']})"
     typer.echo(f"judged {summary.rows} rows{_resumed(summary.resumed_rows)} in {summary.seconds:.1f} s with {model} {where} "
                f"({settings.describe()}) -> {summary.output}; {counts}", err=True)
     _report_errors(summary, "error", allow_errors)
