@@ -3,6 +3,7 @@
 pairwise, duplicate requests sent once, and the API key never shown."""
 
 import json
+import logging
 
 import pytest
 from typer.testing import CliRunner
@@ -370,3 +371,21 @@ def test_custom_task_with_a_regex_or_a_json_schema(tmp_path):
         make_task("custom", template="x")
     with pytest.raises(OptionsError, match="apply to the custom task only"):
         make_task("rating", regex="x")
+
+
+def test_base_url_credentials_never_appear_in_messages_or_output(tmp_path, caplog):
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps({"instruction": "Question", "responses": ["a", "bb"]}) + "\n")
+    with FakeJudgeServer() as server:
+        url = server.url.replace("http://", "http://judge:s3cret-77@")
+        with caplog.at_level(logging.DEBUG):
+            result = runner.invoke(app, ["judge", str(source), "--task", "quality", "-m", "toy-judge", "--base-url",
+                                         url, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "at http://***@127.0.0.1:" in result.output
+    assert "s3cret" not in result.output + out.read_text() + caplog.text
+    closed = OpenAIBackend("toy-judge", "http://judge:s3cret-77@127.0.0.1:9/v1", max_retries=0, timeout=5,
+                           settings=GenerationSettings())
+    error = closed.complete([[{"role": "user", "content": "hi"}]])[0].error
+    assert error.startswith("cannot reach http://***@127.0.0.1:9/v1") and "s3cret" not in error
+    assert "s3cret" not in json.dumps(closed.describe())

@@ -3,6 +3,8 @@ send and read the answers as they do; fidelity against an independent one-row re
 mixed batch; faults (bad input, a full queue, a model exception, a client that goes away, an API key, a body too
 large). SIGTERM and the load test run a real `rewardmill serve` process in test_server_process.py."""
 
+import json
+import logging
 import math
 import threading
 import time
@@ -14,6 +16,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rewardmill import RewardModel, RowOptions, score_rows
+from rewardmill.clients import RewardClient, RewardServerError
 from rewardmill.server import ServerOptions, create_app
 from server_harness import running
 
@@ -259,9 +262,7 @@ def test_bad_input_is_a_422_naming_the_item(served):
     assert not_json.status_code == 422
     empty = post(url, "/get_reward", {"query": ["ok", ""]})
     assert empty.status_code == 422 and empty.json()["error"]["message"] == "query[1]: empty text: there is nothing to score"
-    long = post(url, "/get_reward", {"query": ["ok", "word " * 3000]})
-    assert long.status_code == 422 and long.json()["error"]["message"].startswith("query[1]: ")
-    assert "exceed the maximum length" in long.json()["error"]["message"]
+
 
 
 def test_a_full_queue_answers_503_with_retry_after_at_once(gated):
@@ -328,3 +329,109 @@ def test_a_body_over_the_limit_is_413(llama):
         chunked = httpx.post(url + "/get_reward", content=chunks(), headers={"content-type": "application/json"})
         assert chunked.status_code == 413
         assert post(url, "/get_reward", {"query": ["small"]}).status_code == 200
+
+
+# ------------------------------------------------------------------------------------ trainers' real calls
+
+
+def openrlhf_request(url, queries, prompts):
+    """What OpenRLHF 0.11 (3c3be62) sends and reads (openrlhf/utils/agent.py, _fetch_rewards_via_http): query,
+    prompts and labels lists; `raise_for_status()`, so any 4xx fails the call, which it retries 5 times and then
+    gives up on; then `scores` (else `rewards`) from the JSON."""
+    response = post(url, "/get_reward", {"query": queries, "prompts": prompts, "labels": [None] * len(queries)})
+    response.raise_for_status()
+    body = response.json()
+    return body.get("scores") or body.get("rewards")
+
+
+def _metric(url, name) -> float:
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_openrlhf_over_long_query_is_truncated_keeping_its_end_counted_and_logged(served, llama, caplog):
+    url, ref = served
+    long = [{"role": "user", "content": "Tell me a story."}, {"role": "assistant", "content": "Once " * 1500 + "END."}]
+    queries = [ref.render(CONVS[0]), ref.render(long)]
+    ids = ref.tok(queries[1], add_special_tokens=False)["input_ids"]
+    assert len(ids) > 2048 and ids[0] == ref.tok.bos_token_id
+    before = _metric(url, "rewardmill_truncated_inputs_total")
+    with caplog.at_level(logging.WARNING, logger="rewardmill.server"):
+        scores = openrlhf_request(url, queries, ["What is 2+2?", "Tell me a story."])
+    kept = [ids[0], *ids[len(ids) - 2047:]]  # --truncation left: BOS kept, then the last tokens, the answer's end
+    assert abs(scores[0] - ref.text(queries[0])) <= TOL and abs(scores[1] - ref.ids(kept)) <= TOL
+    assert _metric(url, "rewardmill_truncated_inputs_total") == before + 1
+    assert any(f"query[1] ({len(ids)} tokens)" in r.getMessage() for r in caplog.records)
+    with running(create_app(llama[0], ServerOptions(over_long="error"))) as strict:
+        refused = post(strict, "/get_reward", {"query": queries})
+        assert refused.status_code == 422 and refused.json()["error"]["message"].startswith("query[1]: ")
+        assert "exceed the maximum length" in refused.json()["error"]["message"]
+
+
+def test_more_inputs_than_the_queue_holds_is_413_not_a_503_forever(llama):
+    with running(create_app(llama[0], ServerOptions(max_queue=4))) as url:
+        for path, body in (("/get_reward", {"query": ["x"] * 5}), ("/classify", {"input": ["x"] * 5}),
+                           ("/v1/rewards", {"rows": [{"instruction": "q", "response": "a"}] * 5}),
+                           ("/v1/rewards", {"rows": [{"instruction": "q", "responses": ["a", "b", "c"]}] * 2}),
+                           ("/v1/rewards", {"inputs": [{"text": "x"}] * 5})):
+            answer = post(url, path, body)
+            assert answer.status_code == 413, (path, answer.text)
+            assert "at most 4 (--max-queue)" in answer.json()["error"]["message"]
+        client = RewardClient(url, retries=5, backoff=1.0)
+        started = time.perf_counter()
+        with pytest.raises(RewardServerError, match="refused the request: 413"):
+            client.rewards([{"instruction": "q", "response": "a"}] * 5)
+        assert time.perf_counter() - started < 1.0  # not retried
+        assert post(url, "/get_reward", {"query": ["x"] * 4}).status_code == 200
+
+
+def test_a_full_queue_is_refused_before_any_tokenizing(gated):
+    model, ref, gate = gated
+    app = create_app(model, ServerOptions(max_queue=4))
+    service = app.state.service
+    with running(app) as url:
+        gate.open.clear()
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(post, url, "/get_reward", {"query": ["first"]})  # the model holds this one
+            time.sleep(0.3)
+            queued = pool.submit(post, url, "/get_reward", {"query": ["a", "b", "c", "d"]})  # fills the queue
+            deadline = time.monotonic() + 5
+            while service.batcher.depth < 4 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            calls = []
+            encode_text = service.adapter.encode_text
+            service.adapter.encode_text = lambda *a: calls.append(a) or encode_text(*a)
+            refused = post(url, "/get_reward", {"query": ["one more"]})
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1" and calls == []
+            gate.open.set()
+            assert first.result().status_code == 200 and queued.result().status_code == 200
+        assert post(url, "/get_reward", {"query": ["again"]}).status_code == 200 and len(calls) == 1
+
+
+def test_a_body_that_is_not_json_gets_the_position(served):
+    url, _ = served
+    body = '{"query": ["a",\n   oops]}'
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as error:
+        want = f"{error.msg} at line {error.lineno} column {error.colno} (character {error.pos})"
+    answer = httpx.post(url + "/get_reward", content=body.encode(), headers={"content-type": "application/json"})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["message"] == f"the body is not valid JSON: {want}"
+
+
+def test_v1_rewards_inputs_are_scored_as_given_each_with_its_own_error(served):
+    url, ref = served
+    text = ref.render(CONVS[1])
+    inputs = [{"text": text}, {"text": ""}, {"messages": CONVS[0]}, {"bogus": 1},
+              {"messages": [{"role": "user", "content": None}]}]
+    results = post(url, "/v1/rewards", {"inputs": inputs}).json()["results"]
+    assert abs(results[0]["score"] - ref.text(text)) <= TOL and results[0]["error"] is None
+    assert abs(results[2]["score"] - ref.text(ref.render(CONVS[0]))) <= TOL
+    assert results[1] == {"score": None, "error": "inputs[1]: empty text: there is nothing to score"}
+    assert results[3]["error"].startswith("inputs[3]: give {\"text\"") and results[3]["score"] is None
+    assert results[4]["error"] == "inputs[4]: messages[0] has no content and no tool_calls"
+    both = post(url, "/v1/rewards", {"rows": [], "inputs": []})
+    assert both.status_code == 422 and "one of the two" in both.json()["error"]["message"]

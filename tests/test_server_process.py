@@ -1,6 +1,7 @@
 """A real `rewardmill serve` process: SIGTERM while busy drains and exits cleanly; a bounded loopback load test
 (200 concurrent clients, 1-item requests, 20 s: no failed request, batches formed across requests; p50/p99
-printed, not asserted); an overloaded server answers fast 503s and never hangs."""
+printed, not asserted); an overloaded server answers fast 503s (decided before tokenizing) and never hangs, and a
+request larger than the whole queue gets a 413."""
 
 import asyncio
 import os
@@ -103,15 +104,33 @@ def test_load_200_concurrent_clients_for_20_seconds(llama_dir, capsys):
     assert rows / formed > 1
 
 
-def test_an_overloaded_server_answers_503_fast_and_never_hangs(llama_dir):
+def test_an_overloaded_server_answers_503_fast_and_never_hangs(llama_dir, capsys):
     server = Served(llama_dir, "--max-queue", "8")
     try:
         statuses, seconds = asyncio.run(_burst(server.url, clients=200))
+        answered = _answered_within(server.url, "/get_reward", 0.5)  # as the server measures it
+        too_many = httpx.post(server.url + "/get_reward", json={"query": [query(0)] * 9}, timeout=10)
     finally:
         server.stop()
-    refused = [s for s, t in zip(statuses, seconds) if s == 503]
+    refused = sorted(t for s, t in zip(statuses, seconds) if s == 503)
     assert refused and set(statuses) <= {200, 503}, set(statuses)
-    assert max(t for s, t in zip(statuses, seconds) if s == 503) < 2.0
+    with capsys.disabled():
+        print(f"\noverload: {len(refused)} of {len(statuses)} refused; {answered} answered within 0.5 s in the "
+              f"server; seen by the clients (same machine): 503 p50 {statistics.median(refused) * 1000:.0f} ms, "
+              f"max {refused[-1] * 1000:.0f} ms")
+    # the 503 is decided before tokenizing: in the server every refusal takes well under 0.5 s; what the 200
+    # clients see on a small machine adds their own connection and event-loop time, so it is only bounded
+    assert answered >= len(refused) and refused[-1] < 10.0
+    assert too_many.status_code == 413 and "--max-queue" in too_many.json()["error"]["message"]
+
+
+def _answered_within(url: str, route: str, seconds: float) -> float:
+    """How many requests to `route` the server answered within `seconds` (its latency histogram in /metrics)."""
+    wanted = f'rewardmill_request_seconds_bucket{{le="{seconds}",route="{route}"}}'
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(wanted):
+            return float(line.split()[-1])
+    raise AssertionError(f"{wanted} not in /metrics")
 
 
 async def _load(url: str, clients: int, seconds: float) -> tuple[list[float], int]:

@@ -28,6 +28,7 @@ from .errors import OptionsError, RewardmillError
 from .loading import DTYPES, LoadOptions
 from .rows import SHAPES, Columns, Shape
 from .scorer import Scorer
+from .urls import shown as shown_url
 
 app = typer.Typer(
     help="Score datasets with reward models, correctly and fast.",
@@ -44,6 +45,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 Kind = _choices("Kind", ("auto", *KINDS))
 DTypeChoice = _choices("DTypeChoice", DTYPES)
 TruncationChoice = _choices("TruncationChoice", TRUNCATIONS)
+OverLongChoice = _choices("OverLongChoice", ("truncate", "error"))
 KernelChoice = _choices("KernelChoice", KERNELS)
 EngineChoice = _choices("EngineChoice", ENGINES)
 PaddingChoice = _choices("PaddingChoice", PADDING_SIDES)
@@ -510,7 +512,7 @@ def judge(
         _fail(str(error))
         return
     counts = ", ".join(f"{name} {count}" for name, count in sorted(scorer.stats.items())) or "no requests"
-    where = f"at {base_url}" if base_url else f"({scorer.backend.describe()['backend']})"
+    where = f"at {shown_url(base_url)}" if base_url else f"({scorer.backend.describe()['backend']})"
     typer.echo(f"judged {summary.rows} rows{_resumed(summary.resumed_rows)} in {summary.seconds:.1f} s with {model} {where} "
                f"({settings.describe()}) -> {summary.output}; {counts}", err=True)
     _report_errors(summary, "error", allow_errors)
@@ -590,6 +592,7 @@ def serve(
     max_delay_ms: Annotated[float, typer.Option(help="How long an idle model waits for more requests to batch with the first one.", rich_help_panel=ENGINE)] = 2.0,
     max_queue: Annotated[int, typer.Option(help="Inputs that may wait for the model; past that, requests get a fast 503 with Retry-After.", rich_help_panel=ENGINE)] = 4096,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body (413 past it).")] = 32.0,
+    over_long: Annotated[OverLongChoice, typer.Option(help="An input over --max-length: truncate (keep its end, or the side --truncation names; counted in /metrics and logged) or error (a 422 naming it: the whole request fails).")] = OverLongChoice("truncate"),
     access_log: Annotated[bool, typer.Option("--access-log", help="Log one line per request (method, path, status; never the body).")] = False,
     normalize: NormalizeOpt = None,
     **model_flags: Any,
@@ -609,7 +612,8 @@ def serve(
             if not api_key:
                 raise OptionsError(f"--api-key-env {api_key_env}: that environment variable is not set")
         options = ServerOptions(max_delay=max_delay_ms / 1000, max_queue=max_queue,
-                                max_body_bytes=int(max_body_mb * 1024 * 1024), api_key=api_key)
+                                max_body_bytes=int(max_body_mb * 1024 * 1024), api_key=api_key,
+                                over_long=over_long.value)
         model = _model_or_default(model)
         args = _model_args(model, **model_flags)
         run_server(_normalized(args.scorer(), normalize), host=host, port=port, options=options, access_log=access_log)

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from ..errors import OptionsError
 from ..scorer import Conversation
+from ..urls import credentials, scrub, shown, without_credentials
 
 
 @dataclass
@@ -104,8 +105,12 @@ class OpenAIBackend:
         import openai
 
         gate = asyncio.Semaphore(self.concurrency)
-        async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key(), timeout=self.timeout,
-                                      max_retries=self.max_retries) as client:
+        # URL credentials go as basic auth (what httpx does with them itself), so the URL httpx logs has none
+        login = credentials(self.base_url)
+        http_client = openai.DefaultAsyncHttpxClient(auth=login) if login else None
+        async with openai.AsyncOpenAI(base_url=without_credentials(self.base_url), api_key=self._key(),
+                                      timeout=self.timeout, max_retries=self.max_retries,
+                                      http_client=http_client) as client:
 
             async def one(request):
                 async with gate:
@@ -145,12 +150,14 @@ class OpenAIBackend:
                 return Completion(error="the server's answer has no message text", retryable=True)
             return Completion(text)
         except openai.APIStatusError as error:
-            return Completion(error=_scrub(f"HTTP {error.status_code} from {self.base_url}: {error.message}", key),
+            return Completion(error=_scrub(f"HTTP {error.status_code} from {shown(self.base_url)}: {error.message}",
+                                           key, self.base_url),
                               status=error.status_code)
         except openai.APITimeoutError:
             return Completion(error=f"no answer within {self.timeout:g} s, {self.max_retries + 1} tries")
         except openai.APIConnectionError as error:
-            return Completion(error=_scrub(f"cannot reach {self.base_url} ({error}), {self.max_retries + 1} tries", key))
+            return Completion(error=_scrub(f"cannot reach {shown(self.base_url)} ({error}), "
+                                           f"{self.max_retries + 1} tries", key, self.base_url))
         except (openai.APIResponseValidationError, ValueError, KeyError, IndexError, AttributeError) as error:
             return Completion(error=_scrub(f"the server's answer could not be read ({type(error).__name__})", key),
                               retryable=True)
@@ -171,10 +178,11 @@ class OpenAIBackend:
             choice = response.choices[0]
             tokens = (choice.logprobs.content or []) if choice.logprobs else []
         except openai.APIStatusError as error:
-            return LabelDistribution(error=_scrub(f"HTTP {error.status_code} from {self.base_url}: {error.message}",
-                                                  self._key()))
+            message = f"HTTP {error.status_code} from {shown(self.base_url)}: {error.message}"
+            return LabelDistribution(error=_scrub(message, self._key(), self.base_url))
         except (openai.APIError, ValueError, AttributeError, IndexError) as error:
-            return LabelDistribution(error=_scrub(f"no answer from {self.base_url} ({type(error).__name__})", self._key()))
+            return LabelDistribution(error=_scrub(f"no answer from {shown(self.base_url)} ({type(error).__name__})",
+                                                  self._key(), self.base_url))
         text = "".join(t.token for t in tokens)
         if not tokens:
             return LabelDistribution(error="the server returned no log-probabilities (does it support logprobs?)",
@@ -190,7 +198,7 @@ class OpenAIBackend:
 
     def describe(self) -> dict[str, str]:
         return {
-            "backend": f"OpenAI-compatible HTTP at {self.base_url}",
+            "backend": f"OpenAI-compatible HTTP at {shown(self.base_url)}",
             "model": self.model_name,
             "requests": f"at most {self.concurrency} in flight, {self.timeout:g} s timeout, up to {self.max_retries} "
                         "retries on 429/5xx/connection errors (backoff with jitter, Retry-After honoured)",
@@ -199,7 +207,9 @@ class OpenAIBackend:
         }
 
 
-def _scrub(message: str, key: str) -> str:
+def _scrub(message: str, key: str, url: str | None = None) -> str:
+    """`message` without the API key or the credentials of `url`."""
+    message = scrub(message, url)
     return message.replace(key, "***") if key and key != "EMPTY" else message
 
 

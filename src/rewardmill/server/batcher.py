@@ -4,7 +4,8 @@ event loop. Each batch's results go back to their requests as soon as that batch
 
 When the model is idle, the first arrival waits `max_delay` (about 2 ms) for company; while the model is busy,
 arrivals queue up and form the next run. Work whose request was cancelled (the client went away) is dropped
-before it runs. The queue is bounded: past `max_queue` rows, `submit` raises `Overloaded` at once.
+before it runs. The queue is bounded: past `max_queue` rows, `submit` raises `Overloaded` at once, and `TooLarge`
+for a submission that alone holds more.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ Runner = Callable[[Sequence[Encoded]], Iterator[dict[int, Any]]]
 
 class Overloaded(Exception):
     """The queue is full; the caller should answer 503 with Retry-After."""
+
+
+class TooLarge(Exception):
+    """More inputs at once than the queue can ever hold: waiting would not help (413, never 503)."""
 
 
 @dataclass
@@ -89,6 +94,9 @@ class MicroBatcher:
     def submit(self, encoded: Sequence[Encoded]) -> list[Work]:
         """Queue inputs; one `Work` per input, whose future resolves with its result (an output dict or a
         `Failure`). Cancel the futures to drop work that has not run yet."""
+        if len(encoded) > self.max_queue:
+            raise TooLarge(f"{len(encoded)} inputs in one request, and the server queues at most {self.max_queue} "
+                           "(--max-queue): send fewer per request")
         if len(self._queue) + len(encoded) > self.max_queue:
             raise Overloaded(f"the queue holds {len(self._queue)} inputs (at most {self.max_queue})")
         loop = asyncio.get_running_loop()

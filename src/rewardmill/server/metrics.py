@@ -1,5 +1,5 @@
 """Prometheus metrics of the server (prometheus_client, one registry per app): requests by route and status,
-latency by route, queue depth, formed batch sizes, rejected (503) requests and dropped inputs."""
+latency by route, queue depth, formed batch sizes, rejected (503) requests, truncated and dropped inputs."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ class Metrics:
         self.batch_rows = Histogram("rewardmill_batch_rows", "Rows per forward pass", registry=self.registry,
                                     buckets=sizes)
         self.rejected = Counter("rewardmill_rejected", "Requests refused with 503 (queue full)", registry=self.registry)
+        self.truncated = Counter("rewardmill_truncated_inputs", "Inputs over the maximum length that were truncated "
+                                 "(--over-long truncate)", registry=self.registry)
         self.dropped = Counter("rewardmill_dropped_inputs", "Queued inputs dropped because their client went away",
                                registry=self.registry)
 

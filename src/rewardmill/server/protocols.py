@@ -4,7 +4,8 @@
   "extra_logs"}`; the query is fully rendered text (openrlhf/cli/serve_rm.py, openrlhf/utils/agent.py).
 - vLLM `/classify`, `/pooling`, `/score` (vllm/entrypoints/pooling/): unknown fields are accepted and ignored, as
   vLLM does; both `use_activation` and the legacy `activation` are honoured (vLLM 0.32 ignores the latter).
-- rewardmill's `/v1/rewards`: rows in any shape `rewardmill score` reads.
+- rewardmill's `/v1/rewards`: rows in any shape `rewardmill score` reads, or `inputs` (rendered text or messages,
+  tool calls included) scored as they are, each with its own error: what the TRL reward function sends.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class ScoreRequest(_Activation):
 
 
 class RewardsRequest(_Open):
-    rows: list[Any]
+    rows: list[Any] | None = None
+    inputs: list[Any] | None = None  # {"text": rendered text} or {"messages": [...]}, each scored as it is
     columns: dict[str, str] | None = None  # input and output column names, as `rewardmill score` takes them
     shape: str | None = None
 
