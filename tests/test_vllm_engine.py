@@ -124,12 +124,8 @@ def test_vllm_scores_equal_the_single_row_reference_and_the_transformers_engine(
     assert len(set(round(x, 3) for x in got)) > len(got) // 2, "scores must spread out for the check to mean anything"
 
 
-@needs_vllm
-def test_vllm_gets_one_bos_the_token_ids_rewardmill_renders(vllm_dirs, on_vllm, monkeypatch):
-    """The Llama toy tokenizer adds BOS and its template writes one too: vLLM must be handed exactly one, and add
-    none of its own (a doubled BOS changes the score, so the reference comparison would also catch it)."""
-    model = on_vllm("llama")
-    tok = AutoTokenizer.from_pretrained(vllm_dirs["llama"])
+def token_ids_handed_to_vllm(model: RewardModel, monkeypatch) -> list[list[int]]:
+    """A list that fills with the token ids of every prompt the model's vLLM engine is given."""
     handed: list[list[int]] = []
     classify = model.engine.llm.classify
 
@@ -138,6 +134,16 @@ def test_vllm_gets_one_bos_the_token_ids_rewardmill_renders(vllm_dirs, on_vllm, 
         return classify(prompts, **kwargs)
 
     monkeypatch.setattr(model.engine.llm, "classify", spy)
+    return handed
+
+
+@needs_vllm
+def test_vllm_gets_one_bos_the_token_ids_rewardmill_renders(vllm_dirs, on_vllm, monkeypatch):
+    """The Llama toy tokenizer adds BOS and its template writes one too: vLLM must be handed exactly one, and add
+    none of its own (a doubled BOS changes the score, so the reference comparison would also catch it)."""
+    model = on_vllm("llama")
+    tok = AutoTokenizer.from_pretrained(vllm_dirs["llama"])
+    handed = token_ids_handed_to_vllm(model, monkeypatch)
     rendered = tok.apply_chat_template(CONVS[0], tokenize=False)
     assert tok(rendered)["input_ids"][:2] == [tok.bos_token_id] * 2, "the trap must be there"
     score = model.score(CONVS[:1])[0]
@@ -160,14 +166,7 @@ def test_with_pad_eos_vllm_reads_where_the_models_own_forward_reads(vllm_dirs, o
     with torch.no_grad():
         want = [reference(torch.tensor([i])).logits[0, 0].item() for i in ids]
     model = on_vllm("pad-eos")
-    handed: list[list[int]] = []
-    classify = model.engine.llm.classify
-
-    def spy(prompts, **kwargs):
-        handed.extend(p["prompt_token_ids"] for p in prompts)
-        return classify(prompts, **kwargs)
-
-    monkeypatch.setattr(model.engine.llm, "classify", spy)
+    handed = token_ids_handed_to_vllm(model, monkeypatch)
     got = model.score(CONVS)
     assert max(abs(a - b) for a, b in zip(got, want)) <= BAR
     assert sorted(handed, key=len) == sorted((i[:-1] for i in ids), key=len)
