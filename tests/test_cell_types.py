@@ -251,6 +251,8 @@ def test_resume_writes_what_an_uninterrupted_run_writes(tmp_path, monkeypatch, f
     values[row] = "text"
     rows = make_rows("meta", values)
     rows[10]["response"] = 5
+    for i, each in enumerate(rows):  # null in every chunk committed before the interruption
+        each["tags"] = None if i < 8 else [f"t{i}"]
     whole, reference = score(tmp_path, rows, fmt, name="reference")
     assert whole.exit_code == 0, whole.output
     with monkeypatch.context() as patch:
@@ -266,6 +268,9 @@ def test_resume_writes_what_an_uninterrupted_run_writes(tmp_path, monkeypatch, f
         assert "  'meta' written as JSON text" in resumed.output  # also when a chunk before the resume widened it
     else:
         assert column(out, "meta") == values
+    if fmt == "parquet":
+        assert pq.read_schema(out).field("tags").type == pa.list_(pa.string())
+        assert column(out, "tags") == [None] * 8 + [["t8"], ["t9"], ["t10"], ["t11"]]
 
 
 # ------------------------------------------------------------------ NaN and infinite scores
