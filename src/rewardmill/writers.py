@@ -115,20 +115,23 @@ def _finite_json_line(row: dict, number: int, widened: Widened) -> str:
 
 
 def _without_non_finite(value: Any) -> tuple[Any, str | None]:
-    """`value` with each NaN or infinity replaced by its name as text, and the first one replaced."""
+    """`value` with each NaN or infinity replaced by its name as text, and the first name (None if none)."""
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         text = NON_FINITE[str(value)]
         return text, text
-    if isinstance(value, (list, tuple, dict)):
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        found, out = None, {}
-        for key, inner in items:
-            out[key], inner_found = _without_non_finite(inner)
-            found = found or inner_found
-        return (out if isinstance(value, dict) else list(out.values())), found
+    if isinstance(value, dict):
+        cleaned = {key: _without_non_finite(inner) for key, inner in value.items()}
+        return {key: inner for key, (inner, _) in cleaned.items()}, _first_found(cleaned.values())
+    if isinstance(value, (list, tuple)):
+        cleaned_list = [_without_non_finite(inner) for inner in value]
+        return [inner for inner, _ in cleaned_list], _first_found(cleaned_list)
     return value, None
+
+
+def _first_found(cleaned: Any) -> str | None:
+    return next((found for _, found in cleaned if found), None)
 
 
 class JsonArray(JsonLines):
@@ -318,7 +321,8 @@ def _json_array(values: list) -> Any:
 def _unify(a: Any, b: Any) -> Any:
     import pyarrow as pa
 
-    return pa.unify_schemas([pa.schema([("x", a)]), pa.schema([("x", b)])], promote_options="permissive").field("x").type
+    unified = pa.unify_schemas([pa.schema([("x", a)]), pa.schema([("x", b)])], promote_options="permissive")
+    return unified.field("x").type
 
 
 def _cast_exactly(array: Any, target: Any) -> Any:
