@@ -6,7 +6,8 @@ Everything a run writes goes to a folder beside the output, `OUTPUT.partial/`:
   manifest.json           what the run is: fingerprints of the input, the scorer and every setting that changes
                           the output (written first, replaced atomically)
   chunk-000000.jsonl      a committed chunk's rows (.parquet for Parquet output)
-  chunk-000000.json       its commit record: input rows consumed, output rows, columns, the chunk's tally
+  chunk-000000.json       its commit record: input rows consumed, output rows, columns, the chunk's tally, and
+                          the writer's notes (the columns it had to widen to keep every value, and why)
 
 A chunk's part is written under a temporary name, flushed to disk and renamed; then its record is written the
 same way. A chunk is committed when its record exists, and the records name the input rows done: a resumed run
@@ -28,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .writers import output_format, part_format
+from .writers import Part, output_format, part_format
 
 MANIFEST = "manifest.json"
 LOCK = "lock"
-VERSION = 1
+VERSION = 2  # 2: records hold the writer's notes (columns widened to keep every value)
 
 
 def partial_folder(output: Path) -> Path:
@@ -79,6 +80,20 @@ class CommittedOutput:
         return sum(record["rows_in"] for record in self.records)
 
     @property
+    def rows_out(self) -> int:
+        """Output rows committed."""
+        return sum(record["rows_out"] for record in self.records)
+
+    @property
+    def widened(self) -> dict[str, str]:
+        """Each column the writer wrote in another form to keep every value (JSON text, say), and why."""
+        found: dict[str, str] = {}
+        for record in self.records:
+            for name, reason in record["format"].get("widened", {}).items():
+                found.setdefault(name, reason)
+        return found
+
+    @property
     def tallies(self) -> Iterator[dict[str, Any]]:
         """The tally each committed chunk was committed with, in order."""
         return (record["tally"] for record in self.records)
@@ -112,8 +127,8 @@ class CommittedOutput:
         if not self.records:
             _write_json(self.folder / MANIFEST, {"version": VERSION, "identity": identity})
 
-    def _parts(self) -> list[Path]:
-        return [self.folder / record["part"] for record in self.records if record["part"]]
+    def _parts(self) -> list[Part]:
+        return [(self.folder / record["part"], record["format"]) for record in self.records if record["part"]]
 
     # ------------------------------------------------------------------ writing
 
@@ -121,18 +136,18 @@ class CommittedOutput:
         """Commit one chunk: `rows` (may be empty) made from the next `rows_in` input rows, with a JSON-able
         `tally` of the chunk that the caller folds back into its summary on resume."""
         number = len(self.records)
-        part = None
+        part, notes = None, {}
         if rows:
             part = f"chunk-{number:06d}{self.format.part_suffix}"
             staging = self.folder / (part + ".tmp")
-            self.format.write_part(rows, staging)
+            notes = self.format.write_part(rows, staging, self.rows_out, self._parts())
             _sync(staging)
             os.replace(staging, self.folder / part)
         columns: dict[str, None] = {}
         for row in rows:
             columns.update(dict.fromkeys(row))
         record = {"rows_in": rows_in, "rows_out": len(rows), "part": part, "columns": list(columns),
-                  "tally": tally or {}}
+                  "tally": tally or {}, "format": notes}
         _write_json(self.folder / _record_name(number), record)
         self.records.append(record)
 

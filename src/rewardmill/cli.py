@@ -319,6 +319,11 @@ def _resumed(resumed: int) -> str:
 def _report_errors(summary, column: str, allow_errors: bool) -> None:
     """How many rows have errors and the first few; then failures while scoring, by reason, and the exit code:
     3 when any row failed while scoring, unless allowed (errors in the rows' content never change it)."""
+    if summary.widened:
+        typer.secho("to keep every value, the output format made these columns change form:", fg=typer.colors.YELLOW,
+                    err=True)
+        for name, reason in summary.widened.items():
+            typer.echo(f"  '{name}' {reason}", err=True)
     if summary.rows_with_errors:
         count = summary.rows_with_errors
         typer.secho(f"{count} row{'s have' if count > 1 else ' has'} errors (see the '{column}' column), e.g.:",

@@ -41,6 +41,7 @@ class Summary:
     errors: list[str] = field(default_factory=list)  # the first few, for the report
     failures: Counter = field(default_factory=Counter)  # errors from running the scorer, by reason
     resumed_rows: int = 0  # rows an interrupted run had committed, taken up by this one
+    widened: dict[str, str] = field(default_factory=dict)  # columns written in another form to keep every value
 
     @property
     def rows_per_second(self) -> float:
@@ -153,6 +154,7 @@ def run_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions(), *, pro
                 failures.clear()
         finally:
             bar.close()
+        summary.widened = out.widened
         out.finish()
     summary.seconds = time.perf_counter() - started
     return summary

@@ -10,6 +10,7 @@ rows as an uninterrupted one would.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -155,7 +156,7 @@ def _score_chunk(scorer: Scorer, chunk: list, first: int, family: Sequence[Shape
         if p.item is None:
             out.append(failed(row, p.shape, p.error or "", options.columns, _output_names(scorer)))
             continue
-        result = by_row.get(id(p), ItemResult([], []))
+        result = _finite(by_row.get(id(p), ItemResult([], [])))
         for reason in (result.error, *result.errors):
             if isinstance(reason, Failure):
                 on_failure(str(reason))
@@ -164,6 +165,44 @@ def _score_chunk(scorer: Scorer, chunk: list, first: int, family: Sequence[Shape
             raise RowError(folded[options.columns.error].split("; ")[0])
         out.append(folded)
     return out
+
+
+NOT_A_NUMBER = "the scorer gave no finite number (a float16 overflow or a broken head does this)"
+
+
+def _finite(result: ItemResult) -> ItemResult:
+    """`result` with no NaN or infinity in its outputs: a response holding one fails, and an item output holding
+    one is null and fails the item, each with a `Failure` naming the output (no output format holds them as
+    numbers, and a NaN score would be read as a score)."""
+    problems = [_non_finite(output) if output else None for output in result.outputs]
+    item_problem = _non_finite(result.item_outputs)
+    if not any(problems) and not item_problem:
+        return result
+    outputs = [None if problem else output for output, problem in zip(result.outputs, problems)]
+    errors = [Failure(problem) if problem else error for error, problem in zip(result.errors, problems)]
+    item_outputs = {name: None if _bad_number(value) else value for name, value in result.item_outputs.items()}
+    error = result.error if result.error is not None or not item_problem else Failure(item_problem)
+    return ItemResult(outputs, errors, item_outputs, error)
+
+
+def _non_finite(outputs: dict[str, Any]) -> str | None:
+    """'score is NaN: ...' for the first output that is or holds a NaN or an infinity, else None."""
+    for name, value in outputs.items():
+        found = _bad_number(value)
+        if found:
+            what = f"is {'NaN' if found == 'NaN' else 'infinite'}" if isinstance(value, float) else f"holds {found}"
+            return f"{name} {what}: {NOT_A_NUMBER}"
+    return None
+
+
+def _bad_number(value: Any) -> str | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "NaN" if value != value else "an infinity"
+    if isinstance(value, (list, tuple)):
+        return next((found for found in map(_bad_number, value) if found), None)
+    if isinstance(value, dict):
+        return next((found for found in map(_bad_number, value.values()) if found), None)
+    return None
 
 
 def _fold(row: dict, shape: Shape, found: RowItem, result: ItemResult, scorer: Scorer, columns: Columns,
