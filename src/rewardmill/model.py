@@ -133,6 +133,12 @@ class RewardModel:
         return self._identity
 
     @property
+    def choices(self) -> dict[str, Any]:
+        """What this model chose for itself at load (kernel, threads, device, batch shapes, packing): not part of
+        its identity (the score cache ignores it), but kept in a run's manifest for `--resume` (see `choices`)."""
+        return {"engine": self.engine.choices, "cpu": self.cpu_choice.recorded if self.cpu_choice else None}
+
+    @property
     def fingerprint(self) -> str:
         """`base_identity` as one string: the score cache's key prefix (the cache keeps raw scores)."""
         return json.dumps(self.base_identity, sort_keys=True, default=str)
