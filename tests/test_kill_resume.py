@@ -132,3 +132,187 @@ def test_judge_killed_at_three_random_moments_resumes_to_identical_output(tmp_pa
     for out, (left, killed, resumed) in zip(outs, results):
         check(reference, out, left, killed, resumed)
     assert any(0 < left < len(rows) for left, _, _ in results), [left for left, _, _ in results]
+
+
+# ------------------------------------------------- issue 28, point 7: default settings, automatic choices reused
+
+import itertools  # noqa: E402
+
+import torch  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+import rewardmill.pipeline  # noqa: E402
+from rewardmill import cpu  # noqa: E402
+from rewardmill.checkpoint import recorded_choices  # noqa: E402
+from rewardmill.cli import app  # noqa: E402
+
+runner = CliRunner()
+needs_onednn = pytest.mark.skipif(not cpu.onednn_available(), reason="needs torch's oneDNN linear")
+
+
+def timings_favouring(kernel: str, calls: list) -> callable:
+    """A `cpu.probe_seconds` under which `kernel` is clearly the faster. `cpu.choose` times its candidates
+    interleaved, torch's kernel then oneDNN, on one thread count here (the tests run with OMP_NUM_THREADS=1)."""
+    turn = itertools.count()
+
+    def probe(run, repeats=2) -> float:
+        calls.append(kernel)
+        timed = ("torch", "onednn")[next(turn) % 2]
+        return 0.5 if timed == kernel else 1.0
+
+    return probe
+
+
+def interrupted_after(chunks: int):
+    real = rewardmill.pipeline.score_row_chunks
+
+    def score_row_chunks(*args, **kwargs):
+        for number, chunk in enumerate(real(*args, **kwargs)):
+            if number == chunks:
+                raise KeyboardInterrupt
+            yield chunk
+
+    return score_row_chunks
+
+
+@needs_onednn
+def test_a_resume_makes_the_interrupted_runs_timed_choice_instead_of_timing_again(tmp_path, llama_dir, monkeypatch):
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in score_rows()[:70]))
+
+    def score(out: Path, favoured: str, *extra: str):
+        calls: list = []
+        with monkeypatch.context() as patch:
+            patch.setattr(cpu, "probe_seconds", timings_favouring(favoured, calls))
+            if "interrupt" in extra:
+                patch.setattr(rewardmill.pipeline, "score_row_chunks", interrupted_after(2))
+            flags = [flag for flag in extra if flag != "interrupt"]
+            result = runner.invoke(app, ["score", str(source), "-m", str(llama_dir), "-o", str(out),
+                                         "--chunk-rows", "10", *flags])
+        return result, calls
+
+    references = {kernel: tmp_path / f"reference-{kernel}.jsonl" for kernel in ("torch", "onednn")}
+    for kernel, reference in references.items():
+        assert score(reference, kernel)[0].exit_code == 0
+    assert references["torch"].read_bytes() != references["onednn"].read_bytes()  # the choice shows in the bytes
+    out = tmp_path / "out.jsonl"
+    assert score(out, "onednn", "interrupt")[0].exit_code == 130
+    assert recorded_choices(out)["cpu"] == {"kernel": "onednn", "threads": 1, "prepack": recorded_choices(out)["cpu"]["prepack"]}
+    refused, calls = score(out, "torch", "--resume", "--cpu-kernel", "torch")
+    assert refused.exit_code == 2 and 'choices.cpu.kernel: "onednn" -> "torch"' in refused.output
+    resumed, calls = score(out, "torch", "--resume")  # timing again would now choose torch's kernel
+    assert resumed.exit_code == 0, resumed.output
+    assert calls == [] and out.read_bytes() == references["onednn"].read_bytes()
+    torch.set_num_threads(1)
+
+
+def test_automatic_options_take_the_recorded_choice_and_explicit_ones_stay():
+    from rewardmill.choices import reuse
+    from rewardmill.engine import EngineOptions
+    from rewardmill.loading import LoadOptions
+
+    recorded = {"cpu": {"kernel": "onednn", "threads": 2, "prepack": False},
+                "engine": {"engine": "transformers", "device": "cpu", "batch_size": 16, "max_tokens_per_batch": 1024,
+                           "min_fill": 0.9, "packing": False}}
+    load, engine, chosen = reuse(recorded, LoadOptions(), EngineOptions(), cpu.CpuOptions(threads="auto"))
+    assert (chosen.kernel, chosen.threads, chosen.prepack) == ("onednn", 2, False)
+    assert (load.device, engine.batch_size, engine.max_tokens_per_batch, engine.packing) == ("cpu", 16, 1024, False)
+    kept = reuse(recorded, LoadOptions(device="cuda"), EngineOptions(batch_size=8), cpu.CpuOptions("torch", 1))
+    assert (kept[0].device, kept[1].batch_size, kept[2].kernel, kept[2].threads) == ("cuda", 8, "torch", 1)
+    assert reuse(None, LoadOptions(), EngineOptions(), cpu.CpuOptions()) == (LoadOptions(), EngineOptions(),
+                                                                               cpu.CpuOptions())
+
+
+DEFAULT_ROWS = 300
+LEFTOVER = "chunk-999999.jsonl.tmp"  # a stray file that a resumed run removes as soon as it opens the output
+
+
+def run_link(args: list[str], out: Path, moment: float | None, env: dict) -> Run:
+    """One run of a chain; its working window starts when it has opened the output: the partial folder appears
+    (a fresh run), or the leftover planted in it is removed (a resumed run, after loading the model)."""
+    folder = partial_folder(out)
+    if folder.is_dir():
+        (folder / LEFTOVER).write_text("")
+    process = subprocess.Popen([sys.executable, "-m", "rewardmill.cli", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while (not folder.exists() or (folder / LEFTOVER).exists()) and process.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.003)
+    started = time.monotonic()
+    while process.poll() is None and time.monotonic() < deadline:
+        if moment is not None and time.monotonic() >= started + moment:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    output, _ = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    return Run(time.monotonic() - started, process.returncode, output)
+
+
+@dataclass
+class Chain:
+    lefts: list[int]  # input rows committed after each kill
+    choices: list  # the recorded choices after each kill (None: nothing committed)
+    last: Run
+
+
+def kill_chain(args: list[str], out: Path, moments: list[float], env: dict) -> Chain:
+    """Kill the run at each moment (scaled to the work left), resuming each time; then let a resume finish."""
+    lefts, choices = [], []
+    for moment in moments:
+        killed = run_link([*args, "--resume"], out, moment * (1 - committed_rows(out) / DEFAULT_ROWS), env)
+        assert killed.returncode in (-signal.SIGKILL, 0), killed.output
+        lefts.append(committed_rows(out))
+        choices.append(recorded_choices(out))
+    return Chain(lefts, choices, run_link([*args, "--resume"], out, None, env))
+
+
+@needs_onednn
+def test_score_with_default_settings_killed_ten_times_resumes_to_the_same_bytes(tmp_path, llama_dir):
+    """No --threads or --cpu-kernel: each process times torch's kernel against oneDNN (which round differently)
+    and 1 thread against 2, on a busy machine. Two chains (JSONL, Parquet) of five kills each; every resume must
+    take the recorded choices, so the output is byte-identical to an uninterrupted run with those choices."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in score_rows()[:DEFAULT_ROWS]))
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    formats = ("jsonl", "parquet")
+
+    def args(out: Path, *flags: str) -> list[str]:
+        return ["score", str(source), "-m", str(llama_dir), "-o", str(out), "--chunk-rows", "20", *flags]
+
+    references: dict[tuple, Path] = {}
+
+    def reference(fmt: str, kernel: str, threads: int) -> Path:
+        """An uninterrupted run with these choices, in this process."""
+        if (fmt, kernel, threads) not in references:
+            path = tmp_path / f"reference-{kernel}-{threads}.{fmt}"
+            result = runner.invoke(app, args(path, "--cpu-kernel", kernel, "--threads", str(threads)))
+            torch.set_num_threads(1)
+            assert result.exit_code == 0, result.output
+            references[(fmt, kernel, threads)] = path
+        return references[(fmt, kernel, threads)]
+
+    uninterrupted = {fmt: tmp_path / f"uninterrupted.{fmt}" for fmt in formats}
+    rng = random.Random(28)
+    outs = {fmt: tmp_path / f"killed.{fmt}" for fmt in formats}
+    with ThreadPoolExecutor(2) as pool:
+        windows = dict(zip(formats, pool.map(lambda fmt: run_link(args(uninterrupted[fmt]), uninterrupted[fmt], None,
+                                                                  env), formats)))
+        plans = {fmt: [rng.uniform(0, 1.1 * windows[fmt].seconds) for _ in range(5)] for fmt in formats}
+        chains = dict(zip(formats, pool.map(lambda fmt: kill_chain(args(outs[fmt]), outs[fmt], plans[fmt], env),
+                                            formats)))
+    every_choice = [(k, t) for k in ("torch", "onednn") for t in (1, 2)]
+    for fmt, window in windows.items():
+        assert window.returncode == 0, window.output
+        assert uninterrupted[fmt].read_bytes() in [reference(fmt, *choice).read_bytes() for choice in every_choice]
+    for fmt, chain in chains.items():
+        assert chain.last.returncode == 0, chain.last.output
+        assert not partial_folder(outs[fmt]).exists()
+        last = chain.choices[-1]
+        if last is not None:  # the final run resumed: the choices recorded before it
+            expected = [reference(fmt, last["cpu"]["kernel"], last["cpu"]["threads"])]
+        else:  # the final run started afresh and chose for itself
+            expected = [reference(fmt, *choice) for choice in every_choice]
+        assert outs[fmt].read_bytes() in [path.read_bytes() for path in expected], (fmt, chain.lefts, chain.choices)
+    lefts = [left for chain in chains.values() for left in chain.lefts]
+    assert sum(0 < left < DEFAULT_ROWS for left in lefts) >= 5, lefts

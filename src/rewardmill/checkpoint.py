@@ -48,6 +48,14 @@ def committed_rows(output: str | Path) -> int:
     return sum(record["rows_in"] for record in _committed(folder))
 
 
+def recorded_choices(output: str | Path) -> dict[str, Any] | None:
+    """The scorer's own choices (`choices.py`) recorded by an interrupted run of `output` that committed rows."""
+    if not committed_rows(output):
+        return None
+    manifest = _read_json(partial_folder(Path(output)) / MANIFEST) or {}
+    return (manifest.get("identity") or {}).get("choices")
+
+
 class CommittedOutput:
     """Rows committed chunk by chunk to `OUTPUT.partial/`, assembled into `output` by `finish`.
 
@@ -293,6 +301,12 @@ def scorer_identity(scorer: Any) -> dict[str, Any]:
     return {"name": getattr(scorer, "name", type(scorer).__name__),
             "outputs": list(getattr(scorer, "output_names", ())),
             "item outputs": list(getattr(scorer, "item_output_names", ()))}
+
+
+def scorer_choices(scorer: Any) -> dict[str, Any] | None:
+    """What a scorer chose for itself at load (`choices.py`; reward models only), recorded in the manifest."""
+    choices = getattr(scorer, "choices", None)
+    return choices if isinstance(choices, dict) else None
 
 
 def describe_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:

@@ -150,6 +150,13 @@ class ModelArgs:
         return RewardModel.load(self.model, kind=self.kind, load=self.load, text=self.text, family=self.family,
                                 engine=self.engine, cpu=self.cpu, quirks=self.quirks)
 
+    def reusing(self, recorded: dict[str, Any] | None) -> ModelArgs:
+        """These flags with each automatic choice replaced by the one an interrupted run recorded (`--resume`)."""
+        from .choices import reuse
+
+        load, engine, cpu = reuse(recorded, self.load, self.engine, self.cpu)
+        return dataclasses.replace(self, load=load, engine=engine, cpu=cpu)
+
     def refuse_model_options(self, why: str) -> None:
         """An OptionsError naming every reward-model flag that was set, when none of them can apply."""
         from .options import flag, given_family_options
@@ -255,15 +262,32 @@ def _model_args(model: str, *, kind, quirks, revision, dtype, device, device_map
     )
 
 
-def _normalized(scorer: Scorer, normalize: Path | None) -> Scorer:
-    """The scorer with --normalize FILE applied (reward models only)."""
+def _calibration(normalize: Path | None):
+    """--normalize FILE read (before any model loads), or None."""
     if normalize is None:
-        return scorer
+        return None
     from .calibration import Calibration
 
+    return Calibration.load(normalize)
+
+
+def _normalized(scorer: Scorer, calibration) -> Scorer:
+    """The scorer with a --normalize calibration applied (reward models only)."""
+    if calibration is None:
+        return scorer
     if not hasattr(scorer, "normalize_with"):
         raise OptionsError(f"--normalize applies to reward models, not {scorer.name}")
-    return scorer.normalize_with(Calibration.load(normalize))
+    return scorer.normalize_with(calibration)
+
+
+def _resumed_args(args: ModelArgs, output: Path, resume: bool) -> ModelArgs:
+    """With --resume, the model flags with the interrupted run's automatic choices (kernel, threads, batch
+    shapes...), so the resumed run scores as it did instead of timing and choosing again."""
+    if not resume:
+        return args
+    from .checkpoint import recorded_choices
+
+    return args.reusing(recorded_choices(output))
 
 
 AllowErrorsOpt = Annotated[bool, typer.Option("--allow-errors", help="Exit 0 even when rows failed while scoring (the model raised, a request failed, an answer did not parse); such rows always keep their error in the output.")]
@@ -416,18 +440,24 @@ def score(
         )
         row_options = RowOptions(columns=columns, shape=None if shape.value == "auto" else Shape(shape.value),
                                  strict=strict, chunk_rows=chunk_rows)
+        if cache is not None and not ray:
+            from .preflight import check_score_cache
+
+            check_score_cache(cache)
+        calibration = _calibration(normalize)
         model = _model_or_default(model)
-        args = _model_args(model, **model_flags)
+        args = _resumed_args(_model_args(model, **model_flags), output, resume and not ray)
         if ray:
             _score_on_ray(input, output, args.scorer, row_options, resume=resume, overwrite=overwrite, address=ray_address,
                           actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows, merge=merge,
                           unsupported={"--cache": cache, "--normalize": normalize})
             return
-        scorer = _normalized(args.scorer(), normalize)
+        scorer = args.scorer()
         if cache is not None:
             if not hasattr(scorer, "use_cache"):
                 raise OptionsError(f"--cache applies to reward models, not the {model} baseline")
-            scorer.use_cache(cache)
+            scorer.use_cache(cache)  # before the identity is first read: the weights' digests go beside the cache
+        scorer = _normalized(scorer, calibration)
         summary = _run_resumable(lambda: run_job(job, scorer, row_options, progress=progress), output)
     except RewardmillError as error:
         _fail(str(error))
@@ -505,12 +535,16 @@ def judge(
                              chunk_rows=chunk_rows)
         if spec.engine == "transformers":
             _quiet_transformers()
+        job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite)
+        if cache is not None:
+            from .preflight import check_answer_cache
+
+            check_answer_cache(cache)
         if ray:
             _score_on_ray(input, output, spec.scorer, options, resume=resume, overwrite=overwrite, address=ray_address,
                           actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows, merge=merge,
                           unsupported={})
             return
-        job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite)
         scorer = spec.scorer()
         summary = _run_resumable(lambda: run_job(job, scorer, options, progress=progress, command="judge"), output)
     except RewardmillError as error:
@@ -575,7 +609,7 @@ def dpo(
             scorer = Judge(make_task(judge_task, aspect=aspect), judge_backend)
         elif model is not None:
             _quiet_transformers()
-            scorer = _model_args(model, **model_flags).scorer()
+            scorer = _resumed_args(_model_args(model, **model_flags), output, resume).scorer()
         summary = _run_resumable(lambda: run_dpo(job, options, scorer, chunk_rows=chunk_rows), output)
     except RewardmillError as error:
         _fail(str(error))
@@ -608,8 +642,11 @@ def serve(
 
     _quiet_transformers()
     try:
+        from .preflight import require_extra
         from .server import ServerOptions
         from .server.run import run_server
+
+        require_extra("uvicorn", "serve", "rewardmill serve")
 
         api_key = None
         if api_key_env is not None:
@@ -619,9 +656,10 @@ def serve(
         options = ServerOptions(max_delay=max_delay_ms / 1000, max_queue=max_queue,
                                 max_body_bytes=int(max_body_mb * 1024 * 1024), api_key=api_key,
                                 over_long=over_long.value)
+        calibration = _calibration(normalize)
         model = _model_or_default(model)
         args = _model_args(model, **model_flags)
-        run_server(_normalized(args.scorer(), normalize), host=host, port=port, options=options, access_log=access_log)
+        run_server(_normalized(args.scorer(), calibration), host=host, port=port, options=options, access_log=access_log)
     except RewardmillError as error:
         _fail(str(error))
     except ImportError as error:
@@ -642,12 +680,13 @@ def calibrate(
     """Score a reference set (INPUT, any shape `score` reads) and save the mean and standard deviation of the
     scores, for `--normalize` in score and serve. Use the same model options there as here."""
     from .calibration import calibrate as make_calibration
-    from .readers import read_rows
+    from .preflight import check_output_file, open_input
     from .row_scoring import RowOptions, score_rows
 
     _quiet_transformers()
     try:
-        source = read_rows(str(input), split=split)
+        source = open_input(str(input), split)
+        check_output_file(output)
         model = _model_or_default(model)
         args = _model_args(model, **model_flags)
         scorer = args.scorer()
@@ -663,6 +702,7 @@ def calibrate(
                     if isinstance(item, (int, float)):
                         scores.append(item)
         calibration = make_calibration(scorer.identity, scores, source=str(input))
+        output.parent.mkdir(parents=True, exist_ok=True)
         calibration.save(output)
     except RewardmillError as error:
         _fail(str(error))
@@ -693,11 +733,16 @@ def eval_command(
     from .baselines import RandomScorer
     from .evaluation import Evaluation, load_pairs, score_pairs, scorer_label
     from .evaluation.report import write_report
-    from .readers import read_rows
+    from .preflight import check_writable_folder, has_module, open_input
 
     _quiet_transformers()
     try:
-        pairs, input_errors, found = load_pairs(read_rows(str(input), split=split).rows, layout)
+        pairs, input_errors, found = load_pairs(open_input(str(input), split).rows, layout)
+        check_writable_folder(output, f"report folder {output}")
+        html = has_module("matplotlib")
+        if not html:
+            typer.secho(f"matplotlib is not installed, so {output / 'index.html'} will not be written (report.json "
+                        f"and pairs.parquet will); for the page: {EVAL_EXTRA}", fg=typer.colors.YELLOW, err=True)
         names = list(model or [])
         if not names and judge_task is None:
             raise OptionsError("give at least one scorer: -m MODEL (repeatable; 'length' and 'random' are baselines) "
@@ -711,7 +756,8 @@ def eval_command(
             runs.append(score_pairs(pairs, _eval_judge(judge_task, judge_model, base_url),
                                     scorer_label(f"{judge_model} ({judge_task} judge)", taken), chunk=chunk_rows))
         evaluation = Evaluation(pairs, runs, seed=seed, resamples=bootstrap, input_errors=input_errors)
-        summary = write_report(evaluation, output, title=f"rewardmill eval: {Path(str(input)).name}", source=str(input))
+        summary = write_report(evaluation, output, title=f"rewardmill eval: {Path(str(input)).name}", source=str(input),
+                               html=html)
     except RewardmillError as error:
         _fail(str(error))
         return
@@ -721,7 +767,14 @@ def eval_command(
         low, high = entry["ci95"]
         typer.echo(f"  {name}: accuracy {_percent(entry['accuracy'])} (95% {_percent(low)}-{_percent(high)}, "
                    f"n={entry['n']}, errors {entry['errors']})", err=True)
-    typer.echo(f"report -> {output / 'index.html'}", err=True)
+    if html:
+        typer.echo(f"report -> {output / 'index.html'}", err=True)
+    else:
+        typer.echo(f"report -> {output / 'report.json'} and {output / 'pairs.parquet'}; no index.html without "
+                   f"matplotlib: {EVAL_EXTRA}, then run again", err=True)
+
+
+EVAL_EXTRA = "pip install 'rewardmill[eval]'"
 
 
 def _percent(value: float | None) -> str:

@@ -34,10 +34,13 @@ MARGIN = 0.10  # a non-default choice must be this much faster than the default 
 @dataclass(frozen=True)
 class CpuOptions:
     """`kernel`: auto (measure), torch or onednn. `threads`: None leaves torch's thread count alone, a number
-    sets it, "auto" measures 1 thread against all usable cores and keeps the clearly faster."""
+    sets it, "auto" measures 1 thread against all usable cores and keeps the clearly faster. `prepack` (oneDNN
+    only): None prepacks when the copy fits in free memory (see `use_onednn`); a resumed run sets it to the
+    interrupted run's choice."""
 
     kernel: str = "auto"
     threads: int | str | None = None
+    prepack: bool | None = None
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -52,6 +55,12 @@ class CpuChoice:
     kernel: str  # "torch" or "onednn"
     threads: int
     note: str
+    prepack: bool = False  # oneDNN's weights prepacked
+
+    @property
+    def recorded(self) -> dict[str, object]:
+        """The choice as a run's manifest keeps it (`--resume` makes the same one)."""
+        return {"kernel": self.kernel, "threads": self.threads, "prepack": self.prepack}
 
 
 def _cgroup_cpus() -> int | None:
@@ -183,7 +192,7 @@ def choose(model: torch.nn.Module, options: CpuOptions = CpuOptions()) -> CpuCho
         changes.append(f"torch threads set {before} -> {threads}")
     packed = False
     if kernel == "onednn":
-        packed = use_onednn(model)
+        packed = use_onednn(model, prepack=options.prepack)
         changes.append(f"{len(layers)} linear layers routed to oneDNN" + (" (prepacked weights)" if packed else ""))
     note = f"{kernel} kernel, {threads} threads; " + ("; ".join(changes) if changes else "nothing changed")
     if median:
@@ -191,4 +200,4 @@ def choose(model: torch.nn.Module, options: CpuOptions = CpuOptions()) -> CpuCho
         measured = ", ".join(f"{k}/{t} thr {flops / s / 1e9:.0f}" for (k, t), s in sorted(median.items()))
         note += (f" (median GFLOP/s of {ROUNDS} interleaved rounds on {probe.in_features}->{probe.out_features}: "
                  f"{measured}; a change needs a {MARGIN:.0%} lead)")
-    return CpuChoice(kernel, threads, note)
+    return CpuChoice(kernel, threads, note, packed)

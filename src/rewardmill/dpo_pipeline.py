@@ -19,7 +19,7 @@ from .checkpoint import CommittedOutput
 from .errors import InputError
 from .pipeline import Job, check_output, run_identity, skip_done
 from .preferences import RATING_ERROR, SCRATCH_MESSAGES, DPOOptions, DPOSummary, format_dpo, with_prompt_messages, without_scratch
-from .readers import read_rows
+from .preflight import open_input
 from .row_scoring import RowOptions, score_rows
 from .rows import Columns, Shape
 from .scorer import Scorer
@@ -38,7 +38,7 @@ def open_dpo_job(input_path: str | Path, output_path: str | Path, *, split: str 
     if as_dataset and output.is_file():
         raise InputError(f"{output} is a file; a datasets directory needs a new folder name (or use .jsonl/.parquet)")
     check_output(input_path, output, resume=resume, overwrite=overwrite)
-    return DPOJob(read_rows(input_path, split=split), output, str(input_path), split, resume, overwrite,
+    return DPOJob(open_input(input_path, split), output, str(input_path), split, resume, overwrite,
                   as_dataset=as_dataset)
 
 

@@ -208,6 +208,15 @@ class Engine:
         """What a score depends on in this engine besides the model (nothing more for the default engine)."""
         return {}
 
+    @property
+    def choices(self) -> dict[str, Any]:
+        """The batch shapes this engine settled on (defaults filled in for the device, packing resolved): kept
+        in a run's manifest, so that `--resume` batches as the interrupted run did."""
+        options = self.options
+        return {"engine": options.engine, "device": str(self.adapter.device), "batch_size": options.batch_size,
+                "max_tokens_per_batch": options.max_tokens_per_batch, "min_fill": options.min_fill,
+                "packing": self.packing}
+
     def describe(self) -> dict[str, str]:
         options = self.options
         if self.packing:

@@ -40,6 +40,7 @@ from .loading import (
 from .options import resolve_family_options, split_flat
 from .quirks import QuirksError, load_quirks
 from .scorer import Conversation, Failure, Item, ItemResult, Progress
+from .weights import MEMO_NAME, DigestMemo, default_memo_path, weights_identity
 
 
 def _plain(options: Any) -> Any:
@@ -75,14 +76,18 @@ class RewardModel:
         # On a GPU the CPU is free while the model runs: encode the next part of a call meanwhile.
         self.encode_ahead = self.engine.runs_on_gpu
         self.cache: ResultCache | None = None  # `use_cache(folder)`: scores reused across runs
+        self.digests: DigestMemo | None = None  # where weight digests are remembered (default: the user's cache)
         self._identity: dict[str, Any] | None = None
         self.calibration: Calibration | None = None  # `normalize_with(calibration)`
 
     def use_cache(self, folder: str | Path) -> RewardModel:
-        """Reuse scores across runs: keyed by this model's fingerprint and each input's token ids."""
+        """Reuse scores across runs: keyed by this model's fingerprint (its weights' content among it) and each
+        input's token ids. The weights' digests are remembered beside the cache."""
         from .cache import score_cache
 
         self.cache = score_cache(folder)
+        if self._identity is None:
+            self.digests = DigestMemo(Path(folder) / MEMO_NAME, required=True)
         return self
 
     def normalize_with(self, calibration: Calibration) -> RewardModel:
@@ -107,14 +112,17 @@ class RewardModel:
 
     @property
     def base_identity(self) -> dict[str, Any]:
-        """Everything a raw score depends on besides the token ids: the model and its weights, dtype, family,
-        the family's options and the outputs read. Computed once (it reads the weight files' sizes and times)."""
+        """Everything a raw score depends on besides the token ids: the model and its weights' content (SHA-256
+        of each file, see `weights`), dtype, family, the family's options and the outputs read. Computed once."""
         if self._identity is None:
             model = self.adapter.model
             config = getattr(model, "config", None)
             source = Path(getattr(config, "_name_or_path", "") or "")
-            weights = sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in source.glob("*")
-                             if f.suffix in (".safetensors", ".bin", ".pt")) if source.is_dir() else []
+            memo = self.digests or DigestMemo(default_memo_path())
+            try:
+                weights = weights_identity(source, memo)
+            finally:
+                memo.close()
             self._identity = {
                 "model": self.name, "commit": getattr(config, "_commit_hash", None), "weights": weights,
                 "dtype": str(next(model.parameters()).dtype), "kind": getattr(self.adapter, "kind", None),
@@ -123,6 +131,12 @@ class RewardModel:
                 "pad": self.adapter.pad_token_id, "side": self.adapter.padding_side, **self.engine.identity,
             }
         return self._identity
+
+    @property
+    def choices(self) -> dict[str, Any]:
+        """What this model chose for itself at load (kernel, threads, device, batch shapes, packing): not part of
+        its identity (the score cache ignores it), but kept in a run's manifest for `--resume` (see `choices`)."""
+        return {"engine": self.engine.choices, "cpu": self.cpu_choice.recorded if self.cpu_choice else None}
 
     @property
     def fingerprint(self) -> str:

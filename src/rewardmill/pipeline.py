@@ -1,12 +1,12 @@
 """Score a whole dataset file with any scorer: read -> row layer -> committed chunks -> output, with a progress
 bar and a summary.
 
-`open_job` checks the input and the output (exists, readable, formats known, output not the input, no partial
-run in the way) before anything slow happens, so the CLI calls it before it loads a model. Each chunk of output
-rows is committed as it is scored (`checkpoint.CommittedOutput`); the output file appears, or is replaced, only
-when the run completes. A run that stops early leaves an earlier output untouched and its committed chunks in
-`OUTPUT.partial/`, which the same run with `resume=True` continues: the result is the file an uninterrupted run
-would have written, byte for byte.
+`open_job` checks the input and the output (exists, readable, formats known, output not the input and in a
+folder that can be written, no partial run in the way) before anything slow happens, so the CLI calls it before
+it loads a model. Each chunk of output rows is committed as it is scored (`checkpoint.CommittedOutput`); the
+output file appears, or is replaced, only when the run completes. A run that stops early leaves an earlier
+output untouched and its committed chunks in `OUTPUT.partial/`, which the same run with `resume=True` continues:
+the result is the file an uninterrupted run would have written, byte for byte.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CommittedOutput, committed_rows, input_fingerprint, partial_folder, scorer_identity
+from .checkpoint import (CommittedOutput, committed_rows, input_fingerprint, partial_folder, scorer_choices,
+                         scorer_identity)
 from .errors import InputError
-from .readers import RowSource, read_rows
+from .preflight import check_output_file, open_input
+from .readers import RowSource
 from .row_scoring import RowOptions, first_row_shape, score_row_chunks
 from .scorer import Scorer
 from .writers import output_format
@@ -81,10 +83,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_output(input_path: str | Path, output: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse an output that is the input, or that an interrupted run left partly done when neither `resume`
-    nor `overwrite` says what to do with it."""
+    """Refuse an output that is the input, that cannot be written (its folder is a file, or not writable), or
+    that an interrupted run left partly done when neither `resume` nor `overwrite` says what to do with it."""
     if resume and overwrite:
         raise InputError("--resume continues an interrupted run and --overwrite throws it away: choose one")
+    check_output_file(output)
     if Path(input_path).exists() and _same_file(Path(input_path), output):
         raise InputError(f"the output {output} is the input file; writing it would destroy the input, "
                          "so choose another output name")
@@ -100,7 +103,7 @@ def open_job(input_path: str | Path, output_path: str | Path, *, split: str | No
     output = Path(output_path)
     output_format(output)
     check_output(input_path, output, resume=resume, overwrite=overwrite)
-    return Job(read_rows(input_path, split=split), output, str(input_path), split, resume, overwrite)
+    return Job(open_input(input_path, split), output, str(input_path), split, resume, overwrite)
 
 
 def score_file(
@@ -122,9 +125,11 @@ def score_file(
 
 
 def run_identity(command: str, job: Job, scorer: Scorer | None, settings: dict[str, Any]) -> dict[str, Any]:
-    """Everything a run's output depends on, compared when it is resumed."""
+    """Everything a run's output depends on, compared when it is resumed: with the scorer's own choices, which
+    a resumed run makes the same way (`choices.reuse`); the CLI applies them before it loads the model."""
     return {"command": command, "input": input_fingerprint(job.input, job.split),
-            "scorer": scorer_identity(scorer) if scorer is not None else None, "settings": settings}
+            "scorer": scorer_identity(scorer) if scorer is not None else None, "settings": settings,
+            "choices": scorer_choices(scorer)}
 
 
 def row_settings(options: RowOptions) -> dict[str, Any]:

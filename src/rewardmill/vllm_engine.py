@@ -135,6 +135,12 @@ class VllmEngine(Engine):
 
         return {"engine": f"vllm {vllm.__version__}"}
 
+    @property
+    def choices(self) -> dict[str, Any]:
+        """vLLM schedules its own batches; what was asked of it is in `asked`."""
+        return {"engine": "vllm", "max_num_seqs": self.asked.batch_size,
+                "max_num_batched_tokens": self.asked.max_tokens_per_batch}
+
     def describe(self) -> dict[str, str]:
         import vllm
 

@@ -15,15 +15,17 @@ COLORS = ["#3b6ea8", "#d9822b", "#4f9a5b", "#b5485d", "#7a5ea8", "#8c7a4f", "#3d
 
 
 def write_report(evaluation: Evaluation, folder: str | Path, *, title: str = "rewardmill eval",
-                 source: str = "") -> dict:
-    """Write report.json, pairs.parquet and index.html into `folder`; return the summary."""
+                 source: str = "", html: bool = True) -> dict:
+    """Write report.json, pairs.parquet and (with `html`, which needs matplotlib) index.html into `folder`;
+    return the summary."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     summary = {"title": title, "input": source, **evaluation.summary()}
     (folder / "report.json").write_text(json.dumps(_clean(summary), indent=2, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
     _write_pairs(evaluation, folder / "pairs.parquet")
-    (folder / "index.html").write_text(render_html(summary, evaluation), encoding="utf-8")
+    if html:
+        (folder / "index.html").write_text(render_html(summary, evaluation), encoding="utf-8")
     return summary
 
 
