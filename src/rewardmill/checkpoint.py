@@ -135,6 +135,11 @@ class CommittedOutput:
         if not self.records:
             _write_json(self.folder / MANIFEST, {"version": VERSION, "identity": identity})
 
+    def note_damaged_input(self, lines: int, sha256: str) -> None:
+        """Record that the input broke off after `lines` lines with that digest (see `pipeline.with_repaired_input`)."""
+        manifest = _read_json(self.folder / MANIFEST) or {}
+        _write_json(self.folder / MANIFEST, {**manifest, "damaged_input": {"lines": lines, "sha256": sha256}})
+
     def _parts(self) -> list[Part]:
         return [(self.folder / record["part"], record["format"]) for record in self.records if record["part"]]
 
@@ -197,6 +202,11 @@ class CommittedOutput:
             self._release()
         else:
             self.discard()
+
+
+def read_manifest(output: str | Path) -> dict[str, Any] | None:
+    """The manifest of the run that writes `output`, if one was started."""
+    return _read_json(partial_folder(output) / MANIFEST)
 
 
 def _record_name(number: int) -> str:

@@ -94,6 +94,7 @@ KernelOpt = Annotated[KernelChoice, typer.Option("--cpu-kernel", help="fp32 matm
 NormalizeOpt = Annotated[Optional[Path], typer.Option(help="A calibration file from `rewardmill calibrate`: report every score as (score - mean) / std of the model's scores on that reference set (refused if it was made for another model or options).", rich_help_panel=OUTPUTS)]
 ShapeOpt = Annotated[ShapeChoice, typer.Option(help="Row shape (auto: per row, among the shapes that share the first row's output column).", rich_help_panel=INPUT)]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Abort on the first bad row instead of writing its error into the error column.", rich_help_panel=INPUT)]
+EncodingOpt = Annotated[str, typer.Option(help="Text encoding of a JSONL, JSON or CSV input (e.g. latin-1, cp1252); a UTF-8 byte-order mark is dropped either way.", rich_help_panel=INPUT)]
 SplitOpt = Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict or a hub dataset.", rich_help_panel=INPUT)]
 ChunkOpt = Annotated[int, typer.Option(help="Rows read, scored and written at a time (bounds memory).", rich_help_panel=ENGINE)]
 ProgressOpt = Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: only on a terminal).", show_default=False)]
@@ -396,6 +397,7 @@ def score(
     shape: ShapeOpt = ShapeChoice("auto"),
     strict: StrictOpt = False,
     split: SplitOpt = None,
+    encoding: EncodingOpt = "utf-8",
     chunk_rows: ChunkOpt = 2048,
     progress: ProgressOpt = None,
     allow_errors: AllowErrorsOpt = False,
@@ -432,7 +434,7 @@ def score(
     _quiet_transformers()
     try:
         # paths, formats and a partial run in the way are checked before any model loads
-        job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite)
+        job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite, encoding=encoding)
         columns = Columns(
             conversation=conversation_column, instruction=instruction_column, response=response_column,
             responses=responses_column, messages=messages_column, generations=generations_column,
@@ -450,7 +452,8 @@ def score(
         if ray:
             _score_on_ray(input, output, args.scorer, row_options, resume=resume, overwrite=overwrite, address=ray_address,
                           actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows, merge=merge,
-                          unsupported={"--cache": cache, "--normalize": normalize})
+                          unsupported={"--cache": cache, "--normalize": normalize,
+                                       "--encoding": None if encoding == "utf-8" else encoding})
             return
         scorer = args.scorer()
         if cache is not None:
@@ -501,6 +504,7 @@ def judge(
     strict: StrictOpt = False,
     allow_errors: AllowErrorsOpt = False,
     split: SplitOpt = None,
+    encoding: EncodingOpt = "utf-8",
     chunk_rows: ChunkOpt = 256,
     progress: ProgressOpt = None,
     resume: ResumeOpt = False,
@@ -535,7 +539,7 @@ def judge(
                              chunk_rows=chunk_rows)
         if spec.engine == "transformers":
             _quiet_transformers()
-        job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite)
+        job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite, encoding=encoding)
         if cache is not None:
             from .preflight import check_answer_cache
 
@@ -543,7 +547,7 @@ def judge(
         if ray:
             _score_on_ray(input, output, spec.scorer, options, resume=resume, overwrite=overwrite, address=ray_address,
                           actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows, merge=merge,
-                          unsupported={})
+                          unsupported={"--encoding": None if encoding == "utf-8" else encoding})
             return
         scorer = spec.scorer()
         summary = _run_resumable(lambda: run_job(job, scorer, options, progress=progress, command="judge"), output)
@@ -578,6 +582,7 @@ def dpo(
     generations_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="The generations to pair.")] = "generations",
     generation_models_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Optional: the model of each generation.")] = "generation_models",
     split: SplitOpt = None,
+    encoding: EncodingOpt = "utf-8",
     chunk_rows: ChunkOpt = 2048,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
@@ -592,7 +597,7 @@ def dpo(
                              system_prompt=system_prompt_column, generations=generations_column,
                              generation_models=generation_models_column, ratings=ratings_column)
         options = DPOOptions(strategy=strategy, min_margin=min_margin, k=k, seed=seed, trl=trl, columns=columns)
-        job = open_dpo_job(str(input), output, split=split, resume=resume, overwrite=overwrite)
+        job = open_dpo_job(str(input), output, split=split, resume=resume, overwrite=overwrite, encoding=encoding)
         scorer = None
         if judge_task is not None:
             from .judges import GenerationSettings, Judge, OpenAIBackend, make_task
@@ -673,6 +678,7 @@ def calibrate(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to save the calibration (JSON), for --normalize.", show_default=False)],
     model: ModelOpt = None,
     split: SplitOpt = None,
+    encoding: EncodingOpt = "utf-8",
     shape: ShapeOpt = ShapeChoice("auto"),
     chunk_rows: ChunkOpt = 2048,
     **model_flags: Any,
@@ -685,7 +691,7 @@ def calibrate(
 
     _quiet_transformers()
     try:
-        source = open_input(str(input), split)
+        source = open_input(str(input), split, encoding)
         check_output_file(output)
         model = _model_or_default(model)
         args = _model_args(model, **model_flags)
@@ -725,6 +731,7 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals and of -m random.")] = 0,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 1000,
     split: SplitOpt = None,
+    encoding: EncodingOpt = "utf-8",
     chunk_rows: ChunkOpt = 2048,
     **model_flags: Any,
 ) -> None:
@@ -737,7 +744,7 @@ def eval_command(
 
     _quiet_transformers()
     try:
-        pairs, input_errors, found = load_pairs(open_input(str(input), split).rows, layout)
+        pairs, input_errors, found = load_pairs(open_input(str(input), split, encoding).rows, layout)
         check_writable_folder(output, f"report folder {output}")
         html = has_module("matplotlib")
         if not html:

@@ -18,6 +18,7 @@ from pathlib import Path
 from .checkpoint import CommittedOutput
 from .errors import InputError
 from .pipeline import Job, check_output, run_identity, skip_done
+from .readers import DEFAULT_ENCODING
 from .preferences import RATING_ERROR, SCRATCH_MESSAGES, DPOOptions, DPOSummary, format_dpo, with_prompt_messages, without_scratch
 from .preflight import open_input
 from .row_scoring import RowOptions, score_rows
@@ -32,14 +33,14 @@ class DPOJob(Job):
 
 
 def open_dpo_job(input_path: str | Path, output_path: str | Path, *, split: str | None = None,
-                 resume: bool = False, overwrite: bool = False) -> DPOJob:
+                 resume: bool = False, overwrite: bool = False, encoding: str = DEFAULT_ENCODING) -> DPOJob:
     output = Path(output_path)
     as_dataset = output.suffix.lower() not in OUTPUT_FORMATS
     if as_dataset and output.is_file():
         raise InputError(f"{output} is a file; a datasets directory needs a new folder name (or use .jsonl/.parquet)")
     check_output(input_path, output, resume=resume, overwrite=overwrite)
-    return DPOJob(open_input(input_path, split), output, str(input_path), split, resume, overwrite,
-                  as_dataset=as_dataset)
+    return DPOJob(open_input(input_path, split, encoding), output, str(input_path), split, resume, overwrite,
+                  encoding, as_dataset=as_dataset)
 
 
 def run_dpo(job: DPOJob, options: DPOOptions = DPOOptions(), scorer: Scorer | None = None,

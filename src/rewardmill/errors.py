@@ -22,3 +22,16 @@ class RowError(RewardmillError, ValueError):
 
 class InputError(RewardmillError, ValueError):
     """An input or output file cannot be used: missing, unreadable, of an unknown or mismatched format."""
+
+
+class InputDamaged(InputError):
+    """A compressed input that cannot be read past some point. `lines` lines were read before it, whose bytes
+    (decompressed) have the SHA-256 `sha256`: a repaired file must start with the same ones to resume.
+    `sound_before`: whether those lines can be trusted (a file that breaks off: yes; a corrupt one, found by a
+    checksum or an invalid code: no, since what was decompressed before the check may already be wrong)."""
+
+    def __init__(self, message: str, lines: int, sha256: str, sound_before: bool = True):
+        super().__init__(message)
+        self.lines = lines
+        self.sha256 = sha256
+        self.sound_before = sound_before

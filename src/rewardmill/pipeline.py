@@ -26,9 +26,9 @@ from typing import Any
 
 from .checkpoint import (CommittedOutput, committed_rows, input_fingerprint, partial_folder, scorer_choices,
                          scorer_identity)
-from .errors import InputError
+from .errors import InputDamaged, InputError
 from .preflight import check_output_file, open_input
-from .readers import RowSource
+from .readers import DEFAULT_ENCODING, RowSource
 from .row_scoring import RowOptions, first_row_shape, score_row_chunks
 from .scorer import Scorer
 from .writers import output_format
@@ -71,6 +71,7 @@ class Job:
     split: str | None = None
     resume: bool = False
     overwrite: bool = False
+    encoding: str = DEFAULT_ENCODING
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -98,12 +99,12 @@ def check_output(input_path: str | Path, output: Path, *, resume: bool, overwrit
 
 
 def open_job(input_path: str | Path, output_path: str | Path, *, split: str | None = None, resume: bool = False,
-             overwrite: bool = False) -> Job:
+             overwrite: bool = False, encoding: str = DEFAULT_ENCODING) -> Job:
     """The input opened as a row stream and the output checked, or an InputError saying what is wrong."""
     output = Path(output_path)
     output_format(output)
     check_output(input_path, output, resume=resume, overwrite=overwrite)
-    return Job(open_input(input_path, split), output, str(input_path), split, resume, overwrite)
+    return Job(open_input(input_path, split, encoding), output, str(input_path), split, resume, overwrite, encoding)
 
 
 def score_file(
@@ -127,7 +128,8 @@ def score_file(
 def run_identity(command: str, job: Job, scorer: Scorer | None, settings: dict[str, Any]) -> dict[str, Any]:
     """Everything a run's output depends on, compared when it is resumed: with the scorer's own choices, which
     a resumed run makes the same way (`choices.reuse`); the CLI applies them before it loads the model."""
-    return {"command": command, "input": input_fingerprint(job.input, job.split),
+    read_as = {} if job.encoding == DEFAULT_ENCODING else {"encoding": job.encoding}
+    return {"command": command, "input": {**input_fingerprint(job.input, job.split), **read_as},
             "scorer": scorer_identity(scorer) if scorer is not None else None, "settings": settings,
             "choices": scorer_choices(scorer)}
 
@@ -142,12 +144,15 @@ def run_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions(), *, pro
     """Score an opened job's rows into its output, committing each chunk; continue an interrupted run when the
     job says `resume`."""
     identity = run_identity(command, job, scorer, row_settings(options))
+    if job.resume:
+        identity = with_repaired_input(job, identity)
     started = time.perf_counter()
+    damage: list[InputDamaged] = []
     with CommittedOutput(job.output, identity, resume=job.resume, overwrite=job.overwrite) as out:
         summary = Summary(output=str(job.output), resumed_rows=out.rows_done)
         for tally in out.tallies:
             summary.add(tally, keep_errors)
-        rows, options = skip_done(job.source.rows, options, out.rows_done)
+        rows, options = skip_done(_until_damaged(job.source.rows, damage), options, out.rows_done)
         failures: Counter = Counter()
         bar = _progress_bar(job.source.total, progress, initial=out.rows_done)
         try:
@@ -159,10 +164,51 @@ def run_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions(), *, pro
                 failures.clear()
         finally:
             bar.close()
+        if damage:
+            raise _stopped_by_damage(damage[0], out)
         summary.widened = out.widened
         out.finish()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _until_damaged(rows: Iterable[Any], damage: list[InputDamaged]) -> Iterator[Any]:
+    """The rows, ending quietly where the input is damaged (noted in `damage`), so that the rows before the
+    damage are scored and committed like any others."""
+    try:
+        yield from rows
+    except InputDamaged as error:
+        damage.append(error)
+
+
+def _stopped_by_damage(error: InputDamaged, out: CommittedOutput) -> InputDamaged:
+    """The one-line error for a damaged input: the rows before the damage stay committed when they can be
+    trusted (the file breaks off), and are thrown away when they cannot (it is corrupt)."""
+    if not error.sound_before:
+        out.discard()
+        return InputDamaged(f"{error}; the rows read before it may already be wrong, so none is kept. Repair or "
+                            "download the file again and run the same command", error.lines, error.sha256, False)
+    out.note_damaged_input(error.lines, error.sha256)
+    kept = f"the {out.rows_done:,} rows before it are committed in {out.folder}" if out.rows_done else \
+        "no row before it was committed"
+    return InputDamaged(f"{error}; {kept}. Repair or download the file again and run the same command with "
+                        "--resume to continue", error.lines, error.sha256)
+
+
+def with_repaired_input(job: Job, identity: dict[str, Any]) -> dict[str, Any]:
+    """A run stopped by a damaged input resumes on the repaired file when its first lines are the ones read
+    before the damage: the identity then names the input the run started with."""
+    from .checkpoint import read_manifest
+    from .readers import line_prefix_digest
+
+    manifest = read_manifest(job.output)
+    damaged = (manifest or {}).get("damaged_input")
+    started_with = (manifest or {}).get("identity", {}).get("input")
+    if not damaged or started_with == identity["input"]:
+        return identity
+    if line_prefix_digest(job.input, damaged["lines"]) != damaged["sha256"]:
+        return identity  # another file: the ordinary comparison refuses it, naming the input
+    return {**identity, "input": started_with}
 
 
 def skip_done(rows: Iterable[Any], options: RowOptions, done: int) -> tuple[Iterator[Any], RowOptions]:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import InputError, OptionsError, RewardmillError
-from .readers import RowSource, read_rows
+from .readers import DEFAULT_ENCODING, RowSource, read_rows
 
 
 def _nearest_existing(folder: Path) -> Path:
@@ -43,11 +43,11 @@ def check_output_file(output: str | Path) -> None:
     check_writable_folder(output.absolute().parent, f"output {output}")
 
 
-def open_input(path: str | Path, split: str | None = None) -> RowSource:
+def open_input(path: str | Path, split: str | None = None, encoding: str = DEFAULT_ENCODING) -> RowSource:
     """`readers.read_rows`, with a file that cannot be read (permissions, I/O errors, a damaged Parquet footer)
     as one line instead of a traceback."""
     try:
-        return read_rows(path, split=split)
+        return read_rows(path, split=split, encoding=encoding)
     except RewardmillError:
         raise
     except (OSError, ValueError) as error:

@@ -2,24 +2,31 @@
 
 Readers stream plain dict rows (JSON arrays are the exception: they are parsed whole). The format comes from the
 name and is checked against the file's first bytes, so a Parquet or gzip file under another name is named as
-what it is. An empty file has no rows.
+what it is. An empty file has no rows. Text formats are read in `encoding` (UTF-8 by default), and a UTF-8
+byte-order mark at the start is dropped; CSV cells may be of any size, and a CSV line with more or fewer cells
+than the header is that row's error.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
+import hashlib
 import json
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputDamaged, InputError
 from .rows import UnreadableRow
 
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _MAGIC = {b"PAR1": "Parquet", b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "zip"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DEFAULT_ENCODING = "utf-8"
 
 
 @dataclass
@@ -55,8 +62,13 @@ def looks_like_hub_id(name: str) -> bool:
     return bool(_HUB_ID.match(name)) and not name.lower().endswith(known) and not Path(name).exists()
 
 
-def read_rows(path: str | Path, *, split: str | None = None) -> RowSource:
-    """Open `path` and return its rows as a stream, with the row count when it is known cheaply."""
+def read_rows(path: str | Path, *, split: str | None = None, encoding: str = DEFAULT_ENCODING) -> RowSource:
+    """Open `path` and return its rows as a stream, with the row count when it is known cheaply. `encoding`:
+    the text encoding of JSONL, JSON and CSV files."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"--encoding {encoding}: not a text encoding Python knows (e.g. utf-8, latin-1, cp1252)") from None
     if looks_like_hub_id(str(path)):
         return _read_hub_dataset(str(path), split)
     path = Path(path)
@@ -67,12 +79,12 @@ def read_rows(path: str | Path, *, split: str | None = None) -> RowSource:
         return RowSource(iter(()), 0)
     if fmt == "jsonl":
         total = None if path.suffix.lower() == ".gz" else _count_lines(path)
-        return RowSource(_read_jsonl(path), total)
+        return RowSource(_read_jsonl(path, encoding), total)
     if fmt == "json":
-        rows = _read_json(path)
+        rows = _read_json(path, encoding)
         return RowSource(iter(rows), len(rows))
     if fmt == "csv":
-        return RowSource(_read_csv(path), None)
+        return RowSource(_read_csv(path, encoding), None)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -90,24 +102,72 @@ def _count_lines(path: Path) -> int:
     return count
 
 
-def _read_jsonl(path: Path) -> Iterator[dict]:
-    """One row per non-blank line (see `parse_line`)."""
+def _is_utf8(encoding: str) -> bool:
+    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+
+
+def _without_bom(raw: bytes, encoding: str) -> bytes:
+    return raw[len(codecs.BOM_UTF8):] if _is_utf8(encoding) and raw.startswith(codecs.BOM_UTF8) else raw
+
+
+def _open_lines(path: Path):
     import gzip
 
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if raw.strip():
-                yield parse_line(raw, number)
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
 
 
-def parse_line(raw: bytes, number: int) -> dict:
-    """A JSONL line as a row; a line that is not UTF-8, not JSON, too deeply nested or not an object becomes an
-    `UnreadableRow` (that row's error), never a crash of the whole run."""
+def _read_jsonl(path: Path, encoding: str = DEFAULT_ENCODING) -> Iterator[dict]:
+    """One row per non-blank line (see `parse_line`). A compressed file that breaks off or is corrupt ends the
+    stream with `InputDamaged`, after every row before the damage."""
+    import zlib
+
+    digest, number, rows = hashlib.sha256(), 0, 0
+    with _open_lines(path) as handle:
+        try:
+            for number, raw in enumerate(handle, start=1):
+                digest.update(raw)
+                if number == 1:
+                    raw = _without_bom(raw, encoding)
+                if raw.strip():
+                    rows += 1
+                    yield parse_line(raw, number, encoding)
+        except (EOFError, OSError, zlib.error) as error:
+            where = getattr(getattr(handle, "fileobj", None), "tell", lambda: None)()
+            at = f", byte {where:,} of {path.stat().st_size:,} of the compressed file" if where is not None else ""
+            what = "breaks off" if isinstance(error, EOFError) else "is corrupt"
+            raise InputDamaged(f"{path} {what} after line {number:,} ({rows:,} rows read{at}): "
+                               f"{str(error) or type(error).__name__}", number, digest.hexdigest(),
+                               sound_before=isinstance(error, EOFError)) from None
+
+
+def line_prefix_digest(path: str | Path, lines: int) -> str | None:
+    """SHA-256 of the first `lines` lines of a JSONL file (decompressed), or None when it has fewer or breaks off
+    before them."""
+    import zlib
+
+    digest, count = hashlib.sha256(), 0
     try:
-        value = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        with _open_lines(Path(path)) as handle:
+            for raw in handle:
+                if count == lines:
+                    break
+                digest.update(raw)
+                count += 1
+    except (EOFError, OSError, zlib.error):
+        return None
+    return digest.hexdigest() if count == lines else None
+
+
+def parse_line(raw: bytes, number: int, encoding: str = DEFAULT_ENCODING) -> dict:
+    """A JSONL line as a row; a line that is not in `encoding`, not JSON, too deeply nested or not an object
+    becomes an `UnreadableRow` (that row's error), never a crash of the whole run."""
+    if number == 1 and isinstance(raw, str):  # a line read as text elsewhere (Ray's reader)
+        raw = raw.removeprefix("\ufeff")
+    try:
+        value = json.loads(raw.decode(encoding) if isinstance(raw, bytes) else raw)
     except UnicodeDecodeError as error:
-        return UnreadableRow(f"line {number} is not valid UTF-8 (byte {error.start})", line=number)
+        return UnreadableRow(f"line {number} is not valid {encoding} (byte {error.start}); if the file is in another "
+                             "encoding, name it with --encoding", line=number)
     except json.JSONDecodeError as error:
         return UnreadableRow(f"line {number} is not valid JSON ({error.msg})", line=number)
     except RecursionError:
@@ -117,9 +177,20 @@ def parse_line(raw: bytes, number: int) -> dict:
     return value
 
 
-def _read_json(path: Path) -> list:
+def _not_in_encoding(path: Path, line: int, byte: int, encoding: str) -> InputError:
+    return InputError(f"{path}: line {line} is not valid {encoding} (byte {byte} of that line); name the file's "
+                      "encoding with --encoding, e.g. --encoding latin-1 or --encoding cp1252")
+
+
+def _read_json(path: Path, encoding: str = DEFAULT_ENCODING) -> list:
+    raw = _without_bom(path.read_bytes(), encoding)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        line_start = raw.rfind(b"\n", 0, error.start) + 1
+        raise _not_in_encoding(path, raw.count(b"\n", 0, error.start) + 1, error.start - line_start, encoding) from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as error:
         raise InputError(f"{path}: not valid JSON ({error})") from None
     if isinstance(data, dict):  # {"data": [...]} or {"rows": [...]}
@@ -131,9 +202,51 @@ def _read_json(path: Path) -> list:
     return data
 
 
-def _read_csv(path: Path) -> Iterator[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        yield from csv.DictReader(handle)
+def _decoded_lines(handle: Iterable[bytes], path: Path, encoding: str) -> Iterator[str]:
+    """The lines of a binary file as text (line endings kept, for the csv module), the first without a BOM; a
+    line that is not in `encoding` stops the read with an InputError naming it."""
+    for number, raw in enumerate(handle, start=1):
+        if number == 1:
+            raw = _without_bom(raw, encoding)
+        try:
+            yield raw.decode(encoding)
+        except UnicodeDecodeError as error:
+            raise _not_in_encoding(path, number, error.start, encoding) from None
+
+
+@contextlib.contextmanager
+def _any_cell_size():
+    """Cells of any size while a CSV file is read (the csv module stops at 128 KB); the limit is put back after."""
+    previous = csv.field_size_limit(sys.maxsize)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_csv(path: Path, encoding: str = DEFAULT_ENCODING) -> Iterator[dict]:
+    """A row per record under the header's names. A record with more or fewer cells than the header is an
+    `UnreadableRow` holding the cells that have a column (its error names the extra or missing ones)."""
+    with open(path, "rb") as handle, _any_cell_size():
+        reader = csv.reader(_decoded_lines(handle, path, encoding))
+        header = next(reader, None)
+        if header is None:
+            return
+        for cells in reader:
+            if not cells:  # a blank line
+                continue
+            if len(cells) == len(header):
+                yield dict(zip(header, cells))
+                continue
+            problem = f"line {reader.line_num} has {len(cells)} cells where the header has {len(header)}"
+            if len(cells) > len(header):
+                extra = ", ".join(repr(cell[:40]) for cell in cells[len(header):])
+                problem += f" (cells past the header: {extra})"
+            else:
+                problem += f" (no cell for {', '.join(repr(name) for name in header[len(cells):])})"
+            row = UnreadableRow(problem)
+            row.update(zip(header, cells))
+            yield row
 
 
 def _batches_to_rows(batches) -> Iterator[dict]:

@@ -1,0 +1,157 @@
+"""Input files as people write them (issue 28, points 3 and 4): CSV cells over 128 KB, byte-order marks, CSV lines
+with more or fewer cells than the header, files in another encoding (`--encoding`), and compressed files that
+break off or are corrupt: one line naming the file and how far it was read, the rows before the damage committed,
+and `--resume` on the repaired file giving what a clean run gives."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rewardmill.cli import app
+
+runner = CliRunner()
+BOM = "\ufeff"
+
+
+def score(source: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["score", str(source), "-m", "length", "-o", str(out), *extra])
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_csv_cells_over_128_kb_are_read_whole(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text(f"instruction,response\nq,{'x' * 300_000}\nq2,ab\n", encoding="utf-8")
+    result = score(source, tmp_path / "out.jsonl")
+    assert result.exit_code == 0, result.output
+    assert [(r["score"], r["error"]) for r in lines(tmp_path / "out.jsonl")] == [(300_000.0, None), (2.0, None)]
+    assert csv.field_size_limit() == 131072  # the process-wide limit is put back
+
+
+@pytest.mark.parametrize("name", ["in.csv", "in.json", "in.jsonl", "in.jsonl.gz"])
+def test_a_byte_order_mark_is_not_part_of_the_first_column(name, tmp_path):
+    rows = [{"instruction": "q", "response": "abc"}, {"instruction": "q", "response": "de"}]
+    text = {"in.csv": "instruction,response\nq,abc\nq,de\n", "in.json": json.dumps(rows)}.get(
+        name, "".join(json.dumps(r) + "\n" for r in rows))
+    source = tmp_path / name
+    data = (BOM + text).encode("utf-8")
+    source.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    result = score(source, tmp_path / "out.jsonl")
+    assert result.exit_code == 0, result.output
+    assert lines(tmp_path / "out.jsonl") == [{**r, "score": float(len(r["response"])), "error": None} for r in rows]
+
+
+def test_csv_lines_with_more_or_fewer_cells_are_their_rows_errors(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text('id,instruction,response\n1,q,abc\n2,q,ab,surplus,"more"\n3,q\n4,q,"multi\nline"\n',
+                      encoding="utf-8")
+    result = score(source, tmp_path / "out.jsonl")
+    assert result.exit_code == 0, result.output
+    assert lines(tmp_path / "out.jsonl") == [
+        {"id": "1", "instruction": "q", "response": "abc", "score": 3.0, "error": None},
+        {"id": "2", "instruction": "q", "response": "ab", "score": None,
+         "error": "row 1: line 3 has 5 cells where the header has 3 (cells past the header: 'surplus', 'more')"},
+        {"id": "3", "instruction": "q", "score": None,
+         "error": "row 2: line 4 has 2 cells where the header has 3 (no cell for 'response')"},
+        {"id": "4", "instruction": "q", "response": "multi\nline", "score": 10.0, "error": None},
+    ]
+
+
+def test_a_file_in_another_encoding_is_named_with_its_line_and_read_with_encoding(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes("instruction,response\nq,plain\nq,café crème\n".encode("latin-1"))
+    result = score(source, tmp_path / "out.jsonl")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip() == (f"error: {source}: line 3 is not valid utf-8 (byte 5 of that line); name the "
+                                      "file's encoding with --encoding, e.g. --encoding latin-1 or --encoding cp1252")
+    result = score(source, tmp_path / "out.jsonl", "--encoding", "latin-1")
+    assert result.exit_code == 0, result.output
+    assert [r["response"] for r in lines(tmp_path / "out.jsonl")] == ["plain", "café crème"]
+
+
+def test_json_in_another_encoding_names_the_line_and_an_unknown_encoding_is_refused(tmp_path):
+    source = tmp_path / "in.json"
+    source.write_bytes('[\n{"instruction": "q", "response": "a"},\n{"instruction": "q", "response": "é"}\n]'
+                       .encode("latin-1"))
+    result = score(source, tmp_path / "out.jsonl")
+    assert result.exit_code == 2 and "line 3 is not valid utf-8" in result.output
+    result = score(source, tmp_path / "out.jsonl", "--encoding", "klingon")
+    assert result.exit_code == 2 and "--encoding klingon: not a text encoding" in result.output
+
+
+ROWS = [{"id": i, "instruction": f"q{i}", "response": "r" * (i % 13)} for i in range(3000)]
+
+
+def _gzip_rows() -> bytes:
+    return gzip.compress("".join(json.dumps(r) + "\n" for r in ROWS).encode())
+
+
+def _damage(data: bytes, how: str) -> bytes:
+    cut = len(data) * 3 // 4
+    if how == "truncated":
+        return data[:cut]
+    return data[:cut] + bytes(b ^ 0x5A for b in data[cut:cut + 64]) + data[cut + 64:]
+
+
+def test_a_gzip_that_breaks_off_keeps_the_rows_before_it_and_resumes_once_repaired(tmp_path):
+    source = tmp_path / "in.jsonl.gz"
+    source.write_bytes(_damage(_gzip_rows(), "truncated"))
+    out = tmp_path / "out.jsonl"
+    result = score(source, out, "--chunk-rows", "100")
+    assert result.exit_code == 2 and "Traceback" not in result.output and "Aborted" not in result.output
+    message = result.output.strip()
+    assert "\n" not in message and message.startswith(f"error: {source} breaks off after line ")
+    assert "of the compressed file" in message and "run the same command with --resume" in message
+    committed = int(message.split("; the ")[1].split(" rows before it")[0].replace(",", ""))
+    assert 1000 < committed < 3000
+    assert len(list(out.with_name("out.jsonl.partial").glob("chunk-*.json"))) == -(-committed // 100)
+
+    # another file under the same name is refused, naming the input
+    source.write_bytes(gzip.compress(b'{"instruction": "x", "response": "y"}\n' * 3000))
+    refused = score(source, out, "--chunk-rows", "100", "--resume")
+    assert refused.exit_code == 2 and "input" in refused.output and "cannot resume" in refused.output
+
+    source.write_bytes(_gzip_rows())  # repaired
+    resumed = score(source, out, "--chunk-rows", "100", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"{committed} of them committed by the interrupted run" in resumed.output
+    clean = tmp_path / "clean.jsonl"
+    assert score(source, clean, "--chunk-rows", "100").exit_code == 0
+    assert out.read_bytes() == clean.read_bytes()
+    assert [r["id"] for r in lines(out)] == list(range(3000))
+
+
+def test_a_corrupt_gzip_is_one_line_and_keeps_nothing_it_cannot_trust(tmp_path):
+    """gzip finds corruption by a checksum at the end (or an invalid code), after it has already handed out
+    wrongly decompressed lines: those rows cannot be trusted, so nothing is kept."""
+    source = tmp_path / "in.jsonl.gz"
+    source.write_bytes(_damage(_gzip_rows(), "corrupt"))
+    out = tmp_path / "out.jsonl"
+    result = score(source, out, "--chunk-rows", "100")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    message = result.output.strip()
+    assert "\n" not in message and message.startswith(f"error: {source} is corrupt after line ")
+    assert "none is kept" in message
+    assert not out.exists() and not out.with_name("out.jsonl.partial").exists()
+    source.write_bytes(_gzip_rows())
+    assert score(source, out, "--chunk-rows", "100").exit_code == 0 and len(lines(out)) == 3000
+
+
+def test_a_damaged_parquet_file_is_one_line(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(ROWS), source)
+    source.write_bytes(source.read_bytes()[:-100])
+    result = score(source, tmp_path / "out.jsonl")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert str(source) in result.output and len(result.output.strip().splitlines()) == 1
