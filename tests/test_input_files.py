@@ -155,3 +155,19 @@ def test_a_damaged_parquet_file_is_one_line(tmp_path):
     result = score(source, tmp_path / "out.jsonl")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert str(source) in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_dpo_keeps_the_rows_before_a_break_and_resumes_once_repaired(tmp_path):
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}], "generations": ["a", "bb", "ccc"],
+             "ratings": [i % 3, 1, 2]} for i in range(2000)]
+    data = gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode())
+    source, out = tmp_path / "in.jsonl.gz", tmp_path / "pairs.jsonl"
+    source.write_bytes(_damage(data, "truncated"))
+    result = runner.invoke(app, ["dpo", str(source), "-o", str(out), "--chunk-rows", "100"])
+    assert result.exit_code == 2 and "breaks off after line" in result.output and "--resume" in result.output
+    assert any(out.with_name("pairs.jsonl.partial").glob("chunk-*.json"))
+    source.write_bytes(data)
+    assert runner.invoke(app, ["dpo", str(source), "-o", str(out), "--chunk-rows", "100", "--resume"]).exit_code == 0
+    clean = tmp_path / "clean.jsonl"
+    assert runner.invoke(app, ["dpo", str(source), "-o", str(clean), "--chunk-rows", "100"]).exit_code == 0
+    assert out.read_bytes() == clean.read_bytes() and len(lines(out)) == 2000

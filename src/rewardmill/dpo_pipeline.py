@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import CommittedOutput
-from .errors import InputError
-from .pipeline import Job, check_output, run_identity, skip_done
+from .errors import InputDamaged, InputError
+from .pipeline import Job, check_output, run_identity, skip_done, stopped_by_damage, until_damaged, with_repaired_input
 from .readers import DEFAULT_ENCODING
 from .preferences import RATING_ERROR, SCRATCH_MESSAGES, DPOOptions, DPOSummary, format_dpo, with_prompt_messages, without_scratch
 from .preflight import open_input
@@ -50,6 +50,9 @@ def run_dpo(job: DPOJob, options: DPOOptions = DPOOptions(), scorer: Scorer | No
     settings = {"dpo": dataclasses.asdict(options), "chunk_rows": chunk_rows,
                 "output": "datasets" if job.as_dataset else job.output.suffix}
     identity = run_identity("dpo", job, scorer, settings)
+    if job.resume:
+        identity = with_repaired_input(job, identity)
+    damage: list[InputDamaged] = []
     scoring = RowOptions(columns=Columns(messages=SCRATCH_MESSAGES, generations=options.columns.generations,
                                          ratings=options.columns.ratings, error=RATING_ERROR),
                          shape=Shape.messages_generations, chunk_rows=chunk_rows)
@@ -58,7 +61,7 @@ def run_dpo(job: DPOJob, options: DPOOptions = DPOOptions(), scorer: Scorer | No
         summary = DPOSummary()
         for tally in out.tallies:
             summary.add(tally)
-        rows, scoring = skip_done(job.source.rows, scoring, out.rows_done)
+        rows, scoring = skip_done(until_damaged(job.source.rows, damage), scoring, out.rows_done)
         first = scoring.first_row
         while chunk := list(itertools.islice(rows, chunk_rows)):
             if scorer is not None:
@@ -70,6 +73,8 @@ def run_dpo(job: DPOJob, options: DPOOptions = DPOOptions(), scorer: Scorer | No
             out.commit(pairs, len(chunk), part.tally())
             summary.add(part.tally())
             first += len(chunk)
+        if damage:
+            raise stopped_by_damage(damage[0], out)
         if job.as_dataset:
             _save_dataset(out, job.output)
         else:

@@ -152,7 +152,7 @@ def run_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions(), *, pro
         summary = Summary(output=str(job.output), resumed_rows=out.rows_done)
         for tally in out.tallies:
             summary.add(tally, keep_errors)
-        rows, options = skip_done(_until_damaged(job.source.rows, damage), options, out.rows_done)
+        rows, options = skip_done(until_damaged(job.source.rows, damage), options, out.rows_done)
         failures: Counter = Counter()
         bar = _progress_bar(job.source.total, progress, initial=out.rows_done)
         try:
@@ -165,14 +165,14 @@ def run_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions(), *, pro
         finally:
             bar.close()
         if damage:
-            raise _stopped_by_damage(damage[0], out)
+            raise stopped_by_damage(damage[0], out)
         summary.widened = out.widened
         out.finish()
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _until_damaged(rows: Iterable[Any], damage: list[InputDamaged]) -> Iterator[Any]:
+def until_damaged(rows: Iterable[Any], damage: list[InputDamaged]) -> Iterator[Any]:
     """The rows, ending quietly where the input is damaged (noted in `damage`), so that the rows before the
     damage are scored and committed like any others."""
     try:
@@ -181,7 +181,7 @@ def _until_damaged(rows: Iterable[Any], damage: list[InputDamaged]) -> Iterator[
         damage.append(error)
 
 
-def _stopped_by_damage(error: InputDamaged, out: CommittedOutput) -> InputDamaged:
+def stopped_by_damage(error: InputDamaged, out: CommittedOutput) -> InputDamaged:
     """The one-line error for a damaged input: the rows before the damage stay committed when they can be
     trusted (the file breaks off), and are thrown away when they cannot (it is corrupt)."""
     if not error.sound_before:
