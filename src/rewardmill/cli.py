@@ -19,6 +19,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from . import error_groups
 from .adapters import KINDS, TextOptions
 from .adapters.base import PADDING_SIDES, TRUNCATIONS
 from .adapters.classifier import SCORE_TOKENS
@@ -342,7 +343,7 @@ def _resumed(resumed: int) -> str:
 
 
 def _report_errors(summary, column: str, allow_errors: bool) -> None:
-    """How many rows have errors and the first few; then failures while scoring, by reason, and the exit code:
+    """How many rows have errors, grouped by reason with the first rows of each; then failures while scoring, by reason, and the exit code:
     3 when any row failed while scoring, unless allowed (errors in the rows' content never change it)."""
     if summary.widened:
         typer.secho("to keep every value, the output format made these columns change form:", fg=typer.colors.YELLOW,
@@ -351,10 +352,10 @@ def _report_errors(summary, column: str, allow_errors: bool) -> None:
             typer.echo(f"  '{name}' {reason}", err=True)
     if summary.rows_with_errors:
         count = summary.rows_with_errors
-        typer.secho(f"{count} row{'s have' if count > 1 else ' has'} errors (see the '{column}' column), e.g.:",
-                    fg=typer.colors.YELLOW, err=True)
-        for message in summary.errors[:10]:
-            typer.echo(f"  {message}", err=True)
+        typer.secho(f"{count} row{'s have' if count > 1 else ' has'} errors (see the '{column}' column), by "
+                    "reason (rows numbered from 0):", fg=typer.colors.YELLOW, err=True)
+        for line in error_groups.report_lines(summary.error_groups) or summary.errors[:10]:
+            typer.echo(f"  {line}", err=True)
     if summary.failures:
         total = sum(summary.failures.values())
         typer.secho(f"{total} failure{'s' if total > 1 else ''} while scoring, by reason:", fg=typer.colors.RED, err=True)
@@ -622,8 +623,10 @@ def dpo(
     skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(summary.skipped.items())) or "none"
     typer.echo(f"{summary.rows} rows in, {summary.pairs} pairs out -> {output}; rows skipped: {skipped}; "
                f"rating margins: {summary.margin_summary()}", err=True)
-    for message in summary.errors[:10]:
-        typer.echo(f"  {message}", err=True)
+    if summary.errors:
+        typer.echo(f"{len(summary.errors)} rows have errors, by reason (rows numbered from 0):", err=True)
+    for line in error_groups.report_lines(error_groups.group(summary.errors)):
+        typer.echo(f"  {line}", err=True)
 
 
 @app.command()

@@ -26,6 +26,7 @@ from typing import Any
 
 from .checkpoint import (CommittedOutput, committed_rows, input_fingerprint, partial_folder, scorer_choices,
                          scorer_identity)
+from . import error_groups
 from .errors import InputDamaged, InputError
 from .preflight import check_output_file, open_input
 from .readers import DEFAULT_ENCODING, RowSource
@@ -44,6 +45,7 @@ class Summary:
     failures: Counter = field(default_factory=Counter)  # errors from running the scorer, by reason
     resumed_rows: int = 0  # rows an interrupted run had committed, taken up by this one
     widened: dict[str, str] = field(default_factory=dict)  # columns written in another form to keep every value
+    error_groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # by reason (see error_groups.py)
 
     @property
     def rows_per_second(self) -> float:
@@ -55,12 +57,13 @@ class Summary:
         self.rows_with_errors += tally["rows_with_errors"]
         self.errors.extend(tally["errors"][: max(0, keep_errors - len(self.errors))])
         self.failures.update(tally["failures"])
+        error_groups.merge(self.error_groups, tally.get("error_groups", {}))
 
 
 def chunk_tally(chunk: list[dict], error_column: str, failures: Counter, keep_errors: int = 20) -> dict[str, Any]:
     errors = [row[error_column] for row in chunk if row.get(error_column)]
     return {"rows": len(chunk), "rows_with_errors": len(errors), "errors": errors[:keep_errors],
-            "failures": dict(failures)}
+            "failures": dict(failures), "error_groups": error_groups.group(errors)}
 
 
 @dataclass
