@@ -221,3 +221,53 @@ def test_an_unreadable_line_is_a_row_error(tmp_path):
 
     pairs, errors, _ = load_pairs(read_rows(source).rows)
     assert len(pairs) == 1 and errors == ["row 1: line 2 is not valid JSON (Expecting property name enclosed in double quotes)"]
+
+
+def test_unusable_rows_are_listed_and_a_baseline_is_never_marked_best(tmp_path):
+    """Issue 28, point 8: each unusable row with its reason in report.json and the HTML; a random or length
+    baseline is a yardstick, never the best scorer (with only baselines, none is marked)."""
+    from rewardmill.evaluation import report as report_module
+
+    rows = [{"prompt": f"q{i}", "chosen": "a" * (1 + i % 3), "rejected": "b" * (3 - i % 3)} for i in range(40)]
+    rows[7] = {"prompt": "q", "chosen": "a"}
+    rows[21] = {"prompt": "q", "chosen": 5, "rejected": "b"}
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["eval", str(source), "-m", "length", "-m", "random", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [u["row"] for u in report["unusable_rows"]] == [7, 21] and report["input_errors"] == 2
+    assert all(u["reason"] and not u["reason"].startswith("row ") for u in report["unusable_rows"])
+    html = (out / "index.html").read_text()
+    table = html[html.index('<table id="unusable">'):]
+    for entry in report["unusable_rows"]:
+        assert f"<td>{entry['row']}</td>" in table and entry["reason"].replace("'", "&#39;") in table
+    assert report["scorers"]["random"]["baseline"] and report["scorers"]["length"]["baseline"]
+    assert 'class="best"' not in html
+    summary = {"scorers": {"random": {"n": 10, "accuracy": 0.9, "baseline": True},
+                           "model": {"n": 10, "accuracy": 0.6, "baseline": False}}}
+    assert report_module.best_scorer(summary) == "model"
+
+
+def test_legends_sit_outside_the_plot(monkeypatch):
+    """No legend covers data: every legend is the figure's, below the axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from rewardmill.evaluation import report as report_module
+
+    figures = []
+    monkeypatch.setattr(report_module, "_svg", lambda figure: figures.append(figure) or "")
+    summary = {"pairs": 4, "subsets": ["all"], "scorers": {
+        name: {"accuracy": 0.5, "ci95": [0.4, 0.6], "n": 4, "subsets": {},
+               "length_bias": [{"bucket": "0", "n": 4, "accuracy": 0.5, "ci95": [0.4, 0.6]}]}
+        for name in ("a", "b")}}
+    report_module.plot_subsets(summary)
+    report_module.plot_length_bias(summary)
+    for figure in figures:
+        figure.canvas.draw()
+        (axes,) = figure.axes
+        assert axes.get_legend() is None and len(figure.legends) == 1
+        legend_box = figure.legends[0].get_window_extent()
+        assert legend_box.y1 <= axes.get_window_extent().y0 + 1  # entirely below the axes

@@ -111,8 +111,14 @@ def plot_subsets(summary: dict) -> str:
     axes.invert_yaxis()
     axes.set_xlim(0, 1)
     axes.set_xlabel("accuracy (chosen scored above rejected), 95% bootstrap interval")
-    axes.legend(loc="lower right", frameon=False)
+    _legend_outside(axes)
     return _svg(figure)
+
+
+def _legend_outside(axes) -> None:
+    """The legend below the plot, outside the axes, so it never covers a bar or a point."""
+    handles, labels = axes.get_legend_handles_labels()
+    axes.figure.legend(handles, labels, loc="outside lower center", ncols=min(4, max(1, len(labels))), frameon=False)
 
 
 def _n(summary: dict, subset: str) -> int:
@@ -148,7 +154,7 @@ def plot_length_bias(summary: dict) -> str:
     axes.set_ylim(0, 1)
     axes.set_xlabel("length of chosen minus length of rejected (characters)")
     axes.set_ylabel("accuracy")
-    axes.legend(loc="best", frameon=False)
+    _legend_outside(axes)
     return _svg(figure)
 
 
@@ -190,7 +196,7 @@ figure { margin: 12px 0; } figure svg { max-width: 100%; height: auto; }
 <body>
 <h1>{{ title }}</h1>
 <p class="muted">{{ pairs }} pairs{% if source %} from <code>{{ source }}</code>{% endif %}{% if input_errors %},
-{{ input_errors }} rows not usable (see report.json){% endif %}. Accuracy = share of pairs whose chosen answer scored
+{{ input_errors }} rows not usable (listed below){% endif %}. Accuracy = share of pairs whose chosen answer scored
 above the rejected one; a tie counts as wrong. Intervals: 95% bootstrap over pairs ({{ resamples }} resamples,
 seed {{ seed }}).</p>
 
@@ -218,7 +224,13 @@ construction.</p><figure class="plot" id="plot-length">{{ plots.length }}</figur
 <div class="muted">rejected</div><pre>{{ d.rejected }}</pre>
 <div class="muted">margins: {% for n, m in d.margins.items() %}{{ n }} {{ "%.3g"|format(m) if m is not none else "–" }}{% if not loop.last %}, {% endif %}{% endfor %}</div>
 </div>{% else %}<p class="muted">None.</p>{% endfor %}
-<p class="muted">Every number above is in report.json; every pair's scores are in pairs.parquet.</p>
+{% if unusable_total %}<h2>Rows not usable</h2>
+<table id="unusable"><tr><th>row</th><th>reason</th></tr>
+{% for u in unusable %}<tr><td>{{ u.row if u.row is not none else "–" }}</td><td style="text-align: left">{{ u.reason }}</td></tr>
+{% endfor %}</table>{% if unusable_total > unusable|length %}<p class="muted">The first {{ unusable|length }} of
+{{ unusable_total }}; every one is in report.json (unusable_rows).</p>{% endif %}{% endif %}
+<p class="muted">Every number above is in report.json; every pair's scores are in pairs.parquet. Rows are numbered
+from 0.</p>
 </body></html>
 """
 
@@ -230,12 +242,22 @@ def render_html(summary: dict, evaluation: Evaluation) -> str:
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
     plots = {"subsets": Markup(plot_subsets(summary)), "margins": Markup(plot_margins(summary)),
              "length": Markup(plot_length_bias(summary)), "agreement": Markup(plot_agreement(summary))}
-    scored = {n: s for n, s in summary["scorers"].items() if s["n"]}
-    best = max(scored, key=lambda n: scored[n]["accuracy"]) if scored else None
+    best = best_scorer(summary)
     return environment.from_string(PAGE).render(
         title=summary["title"], source=summary["input"], pairs=summary["pairs"], input_errors=summary["input_errors"],
         resamples=summary["bootstrap_resamples"], seed=summary["seed"], scorers=summary["scorers"], best=best,
-        plots=plots, disagreements=summary["disagreements"], pct=_pct)
+        plots=plots, disagreements=summary["disagreements"], pct=_pct,
+        unusable=summary["unusable_rows"][:UNUSABLE_SHOWN], unusable_total=len(summary["unusable_rows"]))
+
+
+UNUSABLE_SHOWN = 200
+
+
+def best_scorer(summary: dict) -> str | None:
+    """The scorer with the highest accuracy, among those that are not baselines (a random or length yardstick
+    that happens to come first is no result)."""
+    candidates = {n: s for n, s in summary["scorers"].items() if s["n"] and not s.get("baseline")}
+    return max(candidates, key=lambda n: candidates[n]["accuracy"]) if candidates else None
 
 
 def _pct(value) -> str:

@@ -23,6 +23,7 @@ class ScorerRun:
     """One scorer's results, pair by pair (None where it has no score or verdict)."""
 
     name: str
+    baseline: bool = False  # a yardstick (length, random): never reported as the best scorer
     chosen: list[float | None] = field(default_factory=list)
     rejected: list[float | None] = field(default_factory=list)
     correct: list[bool | None] = field(default_factory=list)
@@ -35,7 +36,8 @@ class ScorerRun:
 
 
 def score_pairs(pairs: Sequence[Pair], scorer: Scorer, name: str, chunk: int = 2048) -> ScorerRun:
-    run = ScorerRun(name)
+    identity = getattr(scorer, "identity", None)
+    run = ScorerRun(name, baseline=isinstance(identity, dict) and "baseline" in identity)
     value = scorer.output_names[0] if scorer.output_names else "score"  # "score", or a judge's "rating"
     for start in range(0, len(pairs), chunk):
         part = pairs[start : start + chunk]
@@ -54,6 +56,14 @@ def score_pairs(pairs: Sequence[Pair], scorer: Scorer, name: str, chunk: int = 2
                 run.chosen.append(chosen), run.rejected.append(rejected)
                 run.correct.append(outcome(chosen, rejected)), run.errors.append(None), run.consistent.append(None)
     return run
+
+
+def unusable_row(message: str) -> dict:
+    """A row that gave no pair, as {"row": its number from 0 (None when the message names none), "reason"}."""
+    from ..error_groups import row_number
+
+    number = row_number(message)
+    return {"row": number, "reason": message.split(": ", 1)[1] if number is not None else message}
 
 
 @dataclass
@@ -76,6 +86,7 @@ class Evaluation:
             margins = [m for m in run.margins if m is not None]
             entry = {
                 **overall.as_dict(),
+                "baseline": run.baseline,
                 "errors": sum(e is not None for e in run.errors),
                 "ties": sum(1 for c, r in zip(run.chosen, run.rejected) if c is not None and c == r),
                 "subsets": {s: self._accuracy([run.correct[i] for i in scored if self.pairs[i].subset == s]).as_dict()
@@ -93,7 +104,8 @@ class Evaluation:
         differ = {f"{a.name} vs {b.name}": [i for i, (x, y) in enumerate(zip(a.correct, b.correct))
                                             if x is not None and y is not None and x != y]
                   for k, a in enumerate(self.runs) for b in self.runs[k + 1:]}
-        return {"pairs": len(self.pairs), "input_errors": len(self.input_errors), "subsets": subsets,
+        return {"pairs": len(self.pairs), "input_errors": len(self.input_errors),
+                "unusable_rows": [unusable_row(message) for message in self.input_errors], "subsets": subsets,
                 "seed": self.seed, "bootstrap_resamples": self.resamples, "scorers": scorers,
                 "agreement": matrix, "disagreeing_pairs": differ, "disagreements": self.disagreements()}
 
