@@ -128,9 +128,12 @@ def read_output(path: Path) -> list[dict]:
     if path.suffix == ".json":
         return json.loads(path.read_text(encoding="utf-8"))
     if path.suffix == ".csv":
-        csv.field_size_limit(1 << 24)
-        with open(path, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+        limit = csv.field_size_limit(1 << 24)
+        try:
+            with open(path, newline="", encoding="utf-8") as handle:
+                return list(csv.DictReader(handle))
+        finally:
+            csv.field_size_limit(limit)
     return pq.read_table(path).to_pylist()
 
 
