@@ -51,6 +51,15 @@ def judge_answer(messages: list[dict]) -> str:
                        for i in range(len(texts)))
 
 
+def cut_at(text: str, max_tokens: int | None) -> tuple[str, str]:
+    """The answer cut at `max_tokens` tokens (here a token is a whitespace-separated word), as a server cuts it,
+    with OpenAI's finish_reason: "length" when it was cut, else "stop"."""
+    words = text.split(" ")
+    if max_tokens is None or len(words) <= max_tokens:
+        return text, "stop"
+    return " ".join(words[:max_tokens]), "length"
+
+
 def structured_answer(messages: list[dict]) -> str:
     """The same judgement as judge_answer, as the JSON a schema-constrained server returns."""
     text = judge_answer(messages)
@@ -142,10 +151,11 @@ class FakeJudgeServer:
                                                                      "supported, use json_object"}})
                     server.formats.append(kind)
                     text = structured_answer(messages) if kind else judge_answer(messages)
+                    text, finish = cut_at(text, body.get("max_tokens"))
                     logprobs = token_logprobs(text) if body.get("logprobs") and "NO-LOGPROBS" not in prompt else None
                     return self._send(200, {
                         "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
+                        "choices": [{"index": 0, "finish_reason": finish, "logprobs": logprobs,
                                      "message": {"role": "assistant", "content": text}}],
                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                     })

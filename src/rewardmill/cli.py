@@ -98,7 +98,7 @@ StrictOpt = Annotated[bool, typer.Option("--strict", help="Abort on the first ba
 EncodingOpt = Annotated[str, typer.Option(help="Text encoding of a JSONL, JSON or CSV input (e.g. latin-1, cp1252); a UTF-8 byte-order mark is dropped either way.", rich_help_panel=INPUT)]
 SplitOpt = Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict or a hub dataset.", rich_help_panel=INPUT)]
 ChunkOpt = Annotated[int, typer.Option(help="Rows read, scored and written at a time (bounds memory).", rich_help_panel=ENGINE)]
-ProgressOpt = Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: only on a terminal).", show_default=False)]
+ProgressOpt = Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="A progress bar (default: on a terminal; elsewhere, such as a log file, a line every 30 s; --no-progress: neither).", show_default=False)]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write: .jsonl, .json, .parquet or .csv (by extension); never the input file.", show_default=False)]
 InputArg = Annotated[Path, typer.Argument(help="Rows: .jsonl(.gz), .json, .csv, .parquet, a saved datasets directory, or a hub dataset id.", show_default=False)]
 
@@ -498,7 +498,10 @@ def judge(
     structured: Annotated[bool, typer.Option("--structured", help="Ask for JSON that matches the task's schema (response_format json_schema, or json_object where the server has only that); every answer is validated here too.")] = False,
     scoring: Annotated[str, typer.Option(help="text (parse the written answer) or logprobs (rating, pairwise: the probabilities of the verdict's labels, renormalised; a backend without them gives per-row errors).")] = "text",
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.0,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens (room for the judge's reasoning).")] = 1024,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens (room for the judge's reasoning); an answer cut off there is that row's error.")] = 1024,
+    device: DeviceOpt = None,
+    dtype: DTypeOpt = DTypeChoice("default"),
+    batch_size: BatchOpt = None,
     seed: Annotated[int, typer.Option(help="Sampling seed sent with every request.")] = 0,
     cache: Annotated[Optional[Path], typer.Option(help="Folder of a cache of answers (SQLite) reused across runs: identical requests are not sent again.")] = None,
     shape: ShapeOpt = ShapeChoice("auto"),
@@ -535,7 +538,7 @@ def judge(
                          template=template, answer_regex=answer_regex, answer_schema=schema, api_key_env=api_key_env,
                          concurrency=concurrency, timeout=timeout, http_retries=http_retries, retries=retries,
                          structured=structured, scoring=scoring, settings=settings,
-                         cache=str(cache) if cache else None)
+                         cache=str(cache) if cache else None, device=device, dtype=dtype.value, batch_size=batch_size)
         options = RowOptions(shape=None if shape.value == "auto" else Shape(shape.value), strict=strict,
                              chunk_rows=chunk_rows)
         if spec.engine == "transformers":

@@ -231,11 +231,38 @@ def failure_group(reason: str) -> str:
     return re.sub(r" \(\d+ tokens\)", "", reason)
 
 
+PROGRESS_EVERY_SECONDS = 30.0
+
+
+class ProgressLines:
+    """Progress where stderr is not a terminal (a log file, a batch job): a plain line every
+    `PROGRESS_EVERY_SECONDS`, so a long run is seen to move without a bar's carriage returns."""
+
+    def __init__(self, total: int | None, initial: int = 0, every: float | None = None):
+        self.total, self.done, self.initial = total, float(initial), initial
+        self.every = PROGRESS_EVERY_SECONDS if every is None else every
+        self.started = self.last = time.monotonic()
+
+    def update(self, n: float = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            rate = (self.done - self.initial) / max(now - self.started, 1e-9)
+            of = f"/{self.total:,} rows ({100 * self.done / self.total:.0f}%)" if self.total else " rows"
+            print(f"progress: {self.done:,.0f}{of}, {rate:,.1f} rows/s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
 def _progress_bar(total: int | None, enabled: bool | None, initial: int = 0):
+    """A tqdm bar on a terminal (or with --progress), `ProgressLines` elsewhere, nothing with --no-progress."""
     from tqdm.auto import tqdm
 
-    disable = (not sys.stderr.isatty()) if enabled is None else not enabled
-    return tqdm(total=total, initial=initial, unit="row", desc="scoring", disable=disable, dynamic_ncols=True,
-                smoothing=0.1,
+    if enabled is None and not sys.stderr.isatty():
+        return ProgressLines(total, initial)
+    return tqdm(total=total, initial=initial, unit="row", desc="scoring", disable=enabled is False,
+                dynamic_ncols=True, smoothing=0.1,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} rows [{elapsed}<{remaining}, {rate_fmt}]"
                 if total else "{desc}: {n:.0f} rows [{elapsed}, {rate_fmt}]")

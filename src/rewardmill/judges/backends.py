@@ -28,6 +28,7 @@ class Completion:
     error: str | None = None
     retryable: bool = False  # a malformed answer: the judge may ask again within its retry budget
     status: int | None = None  # HTTP status of a failed request
+    cut_off: bool = False  # the answer reached the token limit before it finished
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class OpenAIBackend:
             text = response.choices[0].message.content
             if not isinstance(text, str):
                 return Completion(error="the server's answer has no message text", retryable=True)
-            return Completion(text)
+            return Completion(text, cut_off=response.choices[0].finish_reason == "length")
         except openai.APIStatusError as error:
             return Completion(error=_scrub(f"HTTP {error.status_code} from {shown(self.base_url)}: {error.message}",
                                            key, self.base_url),

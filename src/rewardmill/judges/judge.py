@@ -69,7 +69,8 @@ class Judge:
             if not answer.retryable:  # a malformed answer is not remembered, so it can be asked again
                 self._answers[key] = answer
         if self.cache is not None:
-            self.cache.put_many({k: a.text for k, a in fresh.items() if a.error is None and a.text is not None})
+            self.cache.put_many({k: a.text for k, a in fresh.items()
+                                 if a.error is None and a.text is not None and not a.cut_off})
         return [self._answers.get(k) or fresh[k] for k in keys]
 
     def score_items(self, items: Sequence[Item], on_progress: Progress | None = None) -> list[ItemResult]:
@@ -127,6 +128,12 @@ class Judge:
                 got = [next(answers) for _ in pending[i]]
                 raw = [a.text for a in got]
                 failed = next((a for a in got if a.error), None)
+                if failed is None and any(a.cut_off for a in got):
+                    self.stats["answers cut off at the token limit"] += 1
+                    results[i] = self._failed(items[i], f"the judge's answer was cut off at --max-new-tokens "
+                                              f"{self.backend.settings.max_tokens} before it finished (raise "
+                                              "--max-new-tokens)", raw)
+                    continue
                 if failed is not None:
                     if failed.retryable and attempt < self.retries:
                         self.stats["retries"] += 1

@@ -9,7 +9,7 @@ in the result for greedy decoding: a test compares batched answers with one prom
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -28,9 +28,12 @@ class TransformersBackend:
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     load: LoadOptions = field(default_factory=LoadOptions)
     batching: EngineOptions = DEFAULT_BATCH
+    batch_size: int | None = None  # --batch-size: most prompts generated together (default DEFAULT_BATCH's)
 
     def __post_init__(self) -> None:
         import transformers
+
+        self.batching = replace(DEFAULT_BATCH, batch_size=self.batch_size) if self.batch_size else self.batching
 
         options = hub_access(self.model_name, self.load)
         self.tokenizer = load_tokenizer(self.model_name, options)
@@ -53,12 +56,13 @@ class TransformersBackend:
         encoded = [self.encode(list(c)) for c in conversations]
         answers: list[Completion | None] = [None] * len(encoded)
         for batch in plan_batches([len(ids) for ids in encoded], self.batching):
-            for index, text in zip(batch, self._generate([encoded[i] for i in batch])):
-                answers[index] = Completion(text)
+            for index, (text, cut_off) in zip(batch, self._generate([encoded[i] for i in batch])):
+                answers[index] = Completion(text, cut_off=cut_off)
         return answers  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def _generate(self, prompts: list[list[int]]) -> list[str]:
+    def _generate(self, prompts: list[list[int]]) -> list[tuple[str, bool]]:
+        """Each prompt's answer, and whether it was cut off at max_tokens (no end-of-sequence token by then)."""
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -74,7 +78,11 @@ class TransformersBackend:
             temperature=self.settings.temperature if sampling else None, top_p=None, top_k=None,
             pad_token_id=self.pad_id,
         )
-        return [self.tokenizer.decode(row[width:], skip_special_tokens=True) for row in output]
+        stops = self.model.generation_config.eos_token_id
+        stops = set(stops if isinstance(stops, list) else [stops]) - {None}
+        reached_limit = output.shape[1] - width >= self.settings.max_tokens
+        return [(self.tokenizer.decode(row[width:], skip_special_tokens=True),
+                 reached_limit and not any(int(t) in stops for t in row[width:])) for row in output]
 
     @torch.inference_mode()
     def label_probabilities(self, requests: Sequence[LabelRequest]) -> list[LabelDistribution]:

@@ -30,6 +30,9 @@ class JudgeSpec:
     scoring: str = "text"
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     cache: str | None = None
+    device: str | None = None  # the local judge (--backend transformers): where and how it loads, and its batches
+    dtype: str = "default"
+    batch_size: int | None = None
 
     @property
     def engine(self) -> str:
@@ -47,6 +50,11 @@ class JudgeSpec:
         from .tasks import make_task
 
         engine = self.engine
+        local = [flag for flag, given in (("--device", self.device), ("--dtype", self.dtype != "default"),
+                                          ("--batch-size", self.batch_size)) if given]
+        if local and engine != "transformers":
+            raise OptionsError(f"{', '.join(local)} applies to a judge run here with transformers, not to --backend "
+                               f"{engine}")
         if engine == "http":
             from .backends import OpenAIBackend
 
@@ -58,9 +66,11 @@ class JudgeSpec:
 
             backend = VLLMBackend(self.model, self.settings)
         else:
+            from ..loading import LoadOptions
             from .local import TransformersBackend
 
-            backend = TransformersBackend(self.model, self.settings)
+            backend = TransformersBackend(self.model, self.settings, load=LoadOptions(device=self.device, dtype=self.dtype),
+                                          batch_size=self.batch_size)
         task = make_task(self.task, aspect=self.aspect, template=self.template, regex=self.answer_regex,
                          schema=self.answer_schema, out_of_scale=self.out_of_scale)
         return Judge(task, backend, retries=self.retries, cache=answer_cache(self.cache) if self.cache else None,

@@ -43,7 +43,7 @@ class VLLMBackend:
             return []
         params = [self._params(schemas[i] if schemas else None) for i in range(len(conversations))]
         outputs = self.llm.chat([list(c) for c in conversations], params, use_tqdm=False)
-        return [Completion(out.outputs[0].text) for out in outputs]
+        return [Completion(out.outputs[0].text, cut_off=out.outputs[0].finish_reason == "length") for out in outputs]
 
     def label_probabilities(self, requests: Sequence[LabelRequest]) -> list[LabelDistribution]:
         tokenizer = self.llm.get_tokenizer()

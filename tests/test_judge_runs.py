@@ -1,0 +1,120 @@
+"""Long judge runs (issue 28, point 9): progress lines where stderr is not a terminal, an answer cut off at
+--max-new-tokens is that row's error with that reason (over HTTP and with the local backend), and the local judge
+takes --device, --dtype and --batch-size like the reward models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from fake_judge_server import FakeJudgeServer
+from typer.testing import CliRunner
+
+import toy_models
+from rewardmill import pipeline
+from rewardmill.cli import app
+from rewardmill.errors import OptionsError
+from rewardmill.judges import GenerationSettings
+from rewardmill.judges.spec import JudgeSpec
+
+runner = CliRunner()
+
+
+def quality_rows(path, n: int = 12) -> None:
+    path.write_text("".join(json.dumps({"instruction": f"q{i}", "responses": ["a", "bb " * (i % 4 + 1)]}) + "\n"
+                            for i in range(n)))
+
+
+def test_progress_lines_where_stderr_is_not_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_SECONDS", 0.0)
+    source = tmp_path / "in.jsonl"
+    quality_rows(source)
+    with FakeJudgeServer() as server:
+        result = runner.invoke(app, ["judge", str(source), "--task", "quality", "-m", "toy", "--base-url", server.url,
+                                     "-o", str(tmp_path / "out.jsonl"), "--chunk-rows", "4"])
+    assert result.exit_code == 0, result.output
+    lines = [line.split(",")[0] for line in result.output.splitlines() if line.startswith("progress: ")]
+    assert len(lines) >= 3 and lines[-1] == "progress: 12/12 rows (100%)"
+    counts = [float(line.split()[1].split("/")[0]) for line in lines]
+    assert counts == sorted(counts) and all(line.endswith("rows (%d%%)" % round(100 * c / 12)) for line, c in
+                                            zip(lines, counts))
+    quiet = runner.invoke(app, ["judge", str(source), "--task", "quality", "-m", "toy", "--base-url", "http://x/v1",
+                                "-o", str(tmp_path / "quiet.jsonl"), "--no-progress", "--backend", "http"])
+    assert "progress: " not in quiet.output
+
+
+def test_an_answer_cut_off_at_max_new_tokens_is_that_rows_error(tmp_path):
+    source = tmp_path / "in.jsonl"
+    quality_rows(source, 4)
+    with FakeJudgeServer() as server:
+        args = ["judge", str(source), "--task", "quality", "-m", "toy", "--base-url", server.url]
+        cut = runner.invoke(app, [*args, "-o", str(tmp_path / "cut.jsonl"), "--max-new-tokens", "4"])
+        whole = runner.invoke(app, [*args, "-o", str(tmp_path / "whole.jsonl")])
+    assert cut.exit_code == 3 and whole.exit_code == 0, cut.output + whole.output
+    rows = [json.loads(line) for line in (tmp_path / "cut.jsonl").read_text().splitlines()]
+    assert [r["error"] for r in rows] == [f"row {i}: the judge's answer was cut off at --max-new-tokens 4 before it "
+                                          "finished (raise --max-new-tokens)" for i in range(4)]
+    assert all(r["scores"] == [None, None] and r["raw_output"] == "Here is my ranking.\n\n**[1]" for r in rows)
+    assert "answers cut off at the token limit 4" in cut.output
+    assert all(json.loads(line)["error"] is None for line in (tmp_path / "whole.jsonl").read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def toy_generator(tmp_path_factory):
+    """A random Llama causal LM with the toy Llama-3 tokenizer: it writes whatever its weights say, greedily."""
+    from transformers import LlamaForCausalLM
+
+    directory = tmp_path_factory.mktemp("toy-judge") / "llama"
+    tok = toy_models.llama_tokenizer()
+    config = toy_models._decoder_config("llama", tok)
+    config.architectures = ["LlamaForCausalLM"]
+    torch.manual_seed(4)  # a seed whose greedy answers run past a few tokens
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def test_the_local_backend_says_when_it_stopped_at_the_limit(toy_generator):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rewardmill.judges.local import TransformersBackend
+
+    conversations = [[{"role": "user", "content": f"Rate answer {i}."}] for i in range(3)]
+    backend = TransformersBackend(str(toy_generator), GenerationSettings(max_tokens=6), batch_size=2)
+    got = backend.complete(conversations)
+    # reference: one prompt at a time, greedy, and whether an end-of-sequence token came within the 6 tokens
+    tok = AutoTokenizer.from_pretrained(toy_generator)
+    model = AutoModelForCausalLM.from_pretrained(toy_generator).eval()
+    for conversation, completion in zip(conversations, got):
+        ids = tok.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True, return_dict=True)
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids["input_ids"]]), max_new_tokens=6, do_sample=False,
+                                 pad_token_id=tok.eos_token_id)[0, len(ids["input_ids"]):].tolist()
+        finished = tok.eos_token_id in out
+        assert completion.cut_off == (not finished)
+    assert any(c.cut_off for c in got)
+
+
+def test_the_local_judge_takes_device_dtype_and_batch_size(toy_generator, tmp_path, monkeypatch):
+    spec = JudgeSpec("rating", str(toy_generator), backend="transformers", device="cpu", dtype="bfloat16",
+                     batch_size=2, settings=GenerationSettings(max_tokens=2))
+    judge = spec.scorer()
+    assert next(judge.backend.model.parameters()).dtype == torch.bfloat16
+    assert judge.backend.device.type == "cpu" and judge.backend.batching.batch_size == 2
+    seen: list[int] = []
+    generate = judge.backend._generate
+    monkeypatch.setattr(judge.backend, "_generate", lambda prompts: seen.append(len(prompts)) or generate(prompts))
+    judge.backend.complete([[{"role": "user", "content": f"x{i}"}] for i in range(5)])
+    assert seen and max(seen) <= 2 and sum(seen) == 5
+    with pytest.raises(OptionsError, match=r"--dtype, --batch-size applies to a judge run here"):
+        JudgeSpec("rating", "m", base_url="http://127.0.0.1:9/v1", dtype="bfloat16", batch_size=2).scorer()
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"instruction": "q", "response": "a"}) + "\n")
+    captured = {}
+    monkeypatch.setattr(JudgeSpec, "scorer", lambda self: captured.update(vars(self)) or (_ for _ in ()).throw(
+        OptionsError("captured")))
+    result = runner.invoke(app, ["judge", str(source), "--task", "rating", "-m", "m", "-o", str(tmp_path / "o.jsonl"),
+                                 "--device", "cpu", "--dtype", "bfloat16", "--batch-size", "3"])
+    assert "captured" in result.output
+    assert (captured["device"], captured["dtype"], captured["batch_size"]) == ("cpu", "bfloat16", 3)
