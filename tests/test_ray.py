@@ -148,6 +148,22 @@ def test_ray_reads_the_score_where_the_models_own_forward_reads(local_ray, tmp_p
     assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4 and len(got) == len(want)
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_a_column_whose_type_changes_is_kept_whole_on_ray(local_ray, tmp_path, fmt):
+    """Issue 28, point 1, on the Ray path: a pass-through column of mixed types (within a part and across parts,
+    an integer beyond 64 bits) fails no part and no merge; the output equals the single-process one."""
+    values = [7, "seven", None, [1, "x"], {"k": 2}, 2**70, 1.5, True]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"instruction": f"q{i}", "response": "a" * (i % 5), "meta": values[i % 8]})
+                              + "\n" for i in range(64)))
+    single, out = tmp_path / f"single.{fmt}", tmp_path / f"ray.{fmt}"
+    from rewardmill.baselines import LengthScorer
+
+    score_file(source, single, LengthScorer(), RowOptions())
+    score_with_ray(source, out, LengthScorer, RowOptions(), RayOptions(actors=2, batch_rows=8))
+    assert out.read_bytes() == single.read_bytes()
+
+
 def test_judge_on_ray_equals_the_single_process_judge(local_ray, tmp_path):
     from fake_judge_server import FakeJudgeServer
     from rewardmill.judges.spec import JudgeSpec

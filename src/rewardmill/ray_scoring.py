@@ -85,15 +85,13 @@ class _ScoreBatches:
         return pa.table({"part": pa.array(written, pa.string()), "rows": pa.array(counts, pa.int64())})
 
     def _commit(self, rows: list[dict], first: int, last: int) -> str:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        """One part, written as the single-process run writes a chunk: a column whose values have no one Arrow
+        type is JSON text (marked in its field), so no value can fail the part; `merge_parts` reads it back."""
+        from .writers import Parquet
 
         name = f"part-{first:012d}-{last:012d}.parquet"
         staging = self.folder / f".{name}.{os.getpid()}.tmp"
-        columns: dict[str, None] = {}
-        for row in rows:
-            columns.update(dict.fromkeys(row))
-        pq.write_table(pa.Table.from_pydict({c: [row.get(c) for row in rows] for c in columns}), staging)
+        Parquet().write_part(rows, staging, first, [])
         os.replace(staging, self.folder / name)
         return name
 
@@ -180,24 +178,38 @@ def score_with_ray(input_path: str | Path, output: str | Path, make_scorer: Call
     return summary
 
 
-def merge_parts(folder: Path, output: Path, total: int) -> None:
-    """One file in input order from the parts; every row_id from 0 to total - 1 exactly once, or an error."""
-    import pyarrow as pa
+def _part_rows(part: Path) -> list[dict]:
+    """A part's rows with their values as scored, JSON-text columns parsed back (the output's writer then
+    decides, over every part, how each column is written)."""
+    import json
+
     import pyarrow.parquet as pq
 
+    from .writers import is_json_field
+
+    table = pq.read_table(part)
+    as_json = [field.name for field in table.schema if is_json_field(field)]
+    rows = table.to_pylist()
+    for row in rows:
+        for name in as_json:
+            if row[name] is not None:
+                row[name] = json.loads(row[name])
+    return rows
+
+
+def merge_parts(folder: Path, output: Path, total: int) -> None:
+    """One file in input order from the parts; every row_id from 0 to total - 1 exactly once, or an error."""
     from .checkpoint import CommittedOutput
 
-    tables = [pq.read_table(part) for part in sorted(folder.glob("part-*.parquet"))]
-    table = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({ROW_ID: pa.array([], pa.int64())})
-    table = table.sort_by(ROW_ID)
-    ids = table.column(ROW_ID).to_pylist()
+    rows = sorted((row for part in sorted(folder.glob("part-*.parquet")) for row in _part_rows(part)),
+                  key=lambda row: row[ROW_ID])
+    ids = [row.pop(ROW_ID) for row in rows]
     if ids != list(range(total)):
         seen = set(ids)
         missing = [i for i in range(total) if i not in seen][:5]
         repeated = sorted({i for i in ids if ids.count(i) > 1})[:5] if len(ids) != len(seen) else []
         raise InputError(f"the parts in {folder} do not hold every row exactly once (missing e.g. {missing}, "
                          f"repeated e.g. {repeated}); run again with --resume")
-    rows = table.drop_columns([ROW_ID]).to_pylist()
     with CommittedOutput(output, {"merged from": str(folder), "rows": total}, overwrite=True) as out:
         for start in range(0, len(rows), 2048):
             out.commit(rows[start : start + 2048], min(2048, len(rows) - start))

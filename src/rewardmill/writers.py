@@ -223,7 +223,7 @@ class Parquet:
 
         for part, _ in parts:
             for field in pq.read_schema(part):
-                if _is_json(field) or field.name in self.json:
+                if is_json_field(field) or field.name in self.json:
                     self.json.add(field.name)
                     self.types.pop(field.name, None)
                 elif field.name in self.types:
@@ -303,12 +303,13 @@ def _column(table: Any, field: Any) -> Any:
     if field.name not in table.column_names:
         return pa.nulls(len(table), field.type)
     column = table[field.name]
-    if _is_json(field) and not _is_json(table.schema.field(field.name)):
+    if is_json_field(field) and not is_json_field(table.schema.field(field.name)):
         return _json_array(column.to_pylist())
     return column.cast(field.type)
 
 
-def _is_json(field: Any) -> bool:
+def is_json_field(field: Any) -> bool:
+    """Whether a Parquet field holds JSON text that rewardmill wrote to keep a column's values."""
     return (field.metadata or {}).get(b"rewardmill.encoding") == b"json"
 
 
@@ -361,7 +362,7 @@ def _parts_fit(name: str, target: Any, earlier: list[Part]) -> bool:
 
     for part, _ in earlier:
         schema = pq.read_schema(part)
-        if name not in schema.names or _is_json(schema.field(name)):
+        if name not in schema.names or is_json_field(schema.field(name)):
             continue
         column = pq.read_table(part, columns=[name]).column(name).combine_chunks()
         if _cast_exactly(column, target) is None:
