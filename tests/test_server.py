@@ -435,3 +435,29 @@ def test_v1_rewards_inputs_are_scored_as_given_each_with_its_own_error(served):
     assert results[4]["error"] == "inputs[4]: messages[0] has no content and no tool_calls"
     both = post(url, "/v1/rewards", {"rows": [], "inputs": []})
     assert both.status_code == 422 and "one of the two" in both.json()["error"]["message"]
+
+
+def test_a_non_finite_score_fails_only_its_request_and_never_reaches_json(llama):
+    """Issue 28, point 2, on the server: a NaN (fp16 overflow, a broken head) is a 500 naming the input on the
+    plain routes and that input's error in /v1/rewards inputs; the other inputs and requests are scored."""
+    model, ref = llama
+    good, bad = (ref.render(c) for c in CONVS[:2])
+    poisoned = ref.text(bad)
+    real = model.normalized
+
+    def normalized(output):
+        output = real(output)
+        return {**output, "score": float("nan")} if abs(output["score"] - poisoned) < 1e-4 else output
+
+    model.normalized = normalized
+    try:
+        with running(create_app(model)) as url:
+            failed = post(url, "/get_reward", {"query": [good, bad]})
+            assert failed.status_code == 500 and "query[1]: the model gave a non-finite score (nan)" in failed.text
+            ok = post(url, "/get_reward", {"query": [good]})
+            assert ok.status_code == 200 and abs(ok.json()["rewards"][0] - ref.text(good)) <= TOL
+            each = post(url, "/v1/rewards", {"inputs": [{"text": good}, {"text": bad}]}).json()["results"]
+            assert abs(each[0]["score"] - ref.text(good)) <= TOL and each[0]["error"] is None
+            assert each[1] == {"score": None, "error": "inputs[1]: the model gave a non-finite score (nan)"}
+    finally:
+        model.normalized = real

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import hmac
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -202,7 +203,7 @@ class RewardService:
             results.cancel()
             self.metrics.dropped.inc(len(works))
             raise ClientGone()
-        return [o if isinstance(o, Failure) else self.model.normalized(o) for o in results.result()], works
+        return [o if isinstance(o, Failure) else _finite(self.model.normalized(o)) for o in results.result()], works
 
     def busy(self, error: Overloaded) -> HTTPError:
         """The fast 503 of a full queue (counted), with Retry-After."""
@@ -261,6 +262,15 @@ def _timing(works: list[Work], started: float, tokenized: float, tokens: int, ch
     return {"x-compute-type": "rewardmill", "x-tokenization-time": ms(tokenized - started), "x-queue-time": ms(queue),
             "x-inference-time": ms(inference), "x-total-time": ms(now - started), "x-compute-time": ms(now - started),
             "x-compute-tokens": str(tokens), "x-compute-characters": str(characters)}
+
+
+def _finite(output: dict) -> dict | Failure:
+    """The output, or a `Failure` naming its first NaN or infinite value (fp16 overflow, a broken head): JSON has
+    no NaN, and a reward of NaN would poison a trainer's step."""
+    for name, value in output.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            return Failure(f"the model gave a non-finite {name} ({value})")
+    return output
 
 
 def create_app(model: RewardModel, options: ServerOptions = ServerOptions()) -> FastAPI:
