@@ -71,8 +71,9 @@ def test_a_file_in_another_encoding_is_named_with_its_line_and_read_with_encodin
     source.write_bytes("instruction,response\nq,plain\nq,café crème\n".encode("latin-1"))
     result = score(source, tmp_path / "out.jsonl")
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.output.strip() == (f"error: {source}: line 3 is not valid utf-8 (byte 5 of that line); name the "
-                                      "file's encoding with --encoding, e.g. --encoding latin-1 or --encoding cp1252")
+    assert result.output.strip() == (f"error: {source}: line 3 is not valid utf-8 (byte 34 of the file, 0xe9); name "
+                                      "the file's encoding with --encoding, e.g. --encoding latin-1 or --encoding "
+                                      "cp1252")
     result = score(source, tmp_path / "out.jsonl", "--encoding", "latin-1")
     assert result.exit_code == 0, result.output
     assert [r["response"] for r in lines(tmp_path / "out.jsonl")] == ["plain", "café crème"]
@@ -172,3 +173,88 @@ def test_dpo_keeps_the_rows_before_a_break_and_resumes_once_repaired(tmp_path):
     clean = tmp_path / "clean.jsonl"
     assert runner.invoke(app, ["dpo", str(source), "-o", str(clean), "--chunk-rows", "100"]).exit_code == 0
     assert out.read_bytes() == clean.read_bytes() and len(lines(out)) == 2000
+
+
+def test_a_late_byte_in_another_encoding_stops_before_any_work_and_encoding_reads_it(tmp_path):
+    """The CSV file is decoded whole first: nothing is committed under the wrong encoding, so the run the error
+    asks for (with --encoding) is not refused as a different run of a partial output."""
+    source, out = tmp_path / "in.csv", tmp_path / "out.jsonl"
+    text = "instruction,response\n" + "".join(f"q,plain{i}\n" for i in range(500)) + "q,café\n"
+    source.write_bytes(text.encode("latin-1"))
+    result = score(source, out, "--chunk-rows", "100")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    byte = len(text.encode("latin-1")) - len("é\n")
+    assert result.output.strip() == (f"error: {source}: line 502 is not valid utf-8 (byte {byte:,} of the file, 0xe9); "
+                                      "name the file's encoding with --encoding, e.g. --encoding latin-1 or --encoding "
+                                      "cp1252")
+    assert not out.with_name("out.jsonl.partial").exists()
+    result = score(source, out, "--chunk-rows", "100", "--encoding", "latin-1")
+    assert result.exit_code == 0, result.output
+    assert [r["response"] for r in lines(out)][-2:] == ["plain499", "café"] and len(lines(out)) == 501
+
+
+def test_utf16_csv_with_its_bom_and_old_mac_line_ends(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,instruction,response\r\n1,q,café\r\n2,q,\"two\r\nlines\"\r\n", encoding="utf-16")
+    result = score(source, tmp_path / "out.jsonl", "--encoding", "utf-16")
+    assert result.exit_code == 0, result.output
+    assert [(r["id"], r["response"], r["score"]) for r in lines(tmp_path / "out.jsonl")] == [
+        ("1", "café", 4.0), ("2", "two\r\nlines", 10.0)]
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(b'instruction,response\rq,abc\rq,"x\ry"\r')
+    result = score(mac, tmp_path / "mac.jsonl")
+    assert result.exit_code == 0, result.output
+    assert [(r["response"], r["score"]) for r in lines(tmp_path / "mac.jsonl")] == [("abc", 3.0), ("x\ry", 3.0)]
+
+
+def test_json_lines_in_utf16_are_refused_in_one_line(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"instruction": "q", "response": "a"}\n', encoding="utf-16")
+    result = score(source, tmp_path / "out.jsonl", "--encoding", "utf-16")
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: {source}: JSON Lines are read line by line as bytes, which utf-16 does "
+                                      "not allow; convert the file to UTF-8 (e.g. iconv -f utf-16 -t utf-8)")
+
+
+def test_broken_csv_quoting_is_that_rows_error_and_the_next_rows_are_read(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text('id,instruction,response\n1,q,"ab"c\n2,q,"multi\nline",extra\n3,q,abc\n4,q,"cut off\nhere',
+                      encoding="utf-8")
+    result = score(source, tmp_path / "out.jsonl")
+    assert result.exit_code == 0, result.output
+    assert lines(tmp_path / "out.jsonl") == [
+        {"score": None, "error": "row 0: line 2 has text after a quoted cell's closing quote (a quote inside a quoted "
+                                 "cell is written twice: \"\"; csv: ',' expected after '\"')"},
+        {"id": "2", "instruction": "q", "response": "multi\nline", "score": None,
+         "error": "row 1: the record on lines 3-4 has 4 cells where the header has 3 (cells past the header: 'extra')"},
+        {"id": "3", "instruction": "q", "response": "abc", "score": 3.0, "error": None},
+        {"score": None, "error": "row 3: the record on lines 6-7 is cut off: the file ends inside a quoted cell, so "
+                                 "the file may be truncated"},
+    ]
+
+
+def test_a_plain_jsonl_cut_in_its_last_line_scores_the_rest_and_says_so(tmp_path):
+    source = tmp_path / "in.jsonl"
+    text = "".join(json.dumps(r) + "\n" for r in ROWS[:2]) + '{"id": 2, "instruction": "q2", "resp'
+    source.write_text(text, encoding="utf-8")  # the last line cut inside its JSON, no newline
+    result = score(source, tmp_path / "out.jsonl")
+    assert result.exit_code == 0, result.output
+    got = lines(tmp_path / "out.jsonl")
+    assert [(r["score"], r["error"]) for r in got[:2]] == [(0.0, None), (1.0, None)]
+    assert got[2]["score"] is None and got[2]["error"] == (
+        "row 2: line 3 is cut off: the file ends inside its JSON (Unterminated string starting at), so the file may "
+        "be truncated")
+    source.write_text('{"instruction": "q", "response": "ab"}', encoding="utf-8")  # no newline, but whole: a row
+    assert score(source, tmp_path / "whole.jsonl").exit_code == 0
+    assert [r["score"] for r in lines(tmp_path / "whole.jsonl")] == [2.0]
+
+
+def test_eval_on_a_gzip_that_breaks_off_is_one_line(tmp_path):
+    rows = [{"prompt": f"q{i}", "chosen": "a" * (i % 7), "rejected": "b" * (i % 5)} for i in range(3000)]
+    source = tmp_path / "pairs.jsonl.gz"
+    source.write_bytes(_damage(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()), "truncated"))
+    result = runner.invoke(app, ["eval", str(source), "-m", "length", "-o", str(tmp_path / "report")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    message = result.output.strip()
+    assert "\n" not in message and message.startswith(f"error: {source} breaks off after line ")
+    assert "of the compressed file" in message

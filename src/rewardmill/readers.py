@@ -3,8 +3,9 @@
 Readers stream plain dict rows (JSON arrays are the exception: they are parsed whole). The format comes from the
 name and is checked against the file's first bytes, so a Parquet or gzip file under another name is named as
 what it is. An empty file has no rows. Text formats are read in `encoding` (UTF-8 by default), and a UTF-8
-byte-order mark at the start is dropped; CSV cells may be of any size, and a CSV line with more or fewer cells
-than the header is that row's error.
+byte-order mark at the start is dropped; a CSV file is decoded whole before its first row is read, so a file in
+another encoding stops before any work. CSV cells may be of any size; a CSV record with more or fewer cells than
+the header, or whose quoting is broken (a file cut off inside a quoted cell), is that row's error.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,12 +79,16 @@ def read_rows(path: str | Path, *, split: str | None = None, encoding: str = DEF
     if fmt != "dataset" and path.stat().st_size == 0:
         return RowSource(iter(()), 0)
     if fmt == "jsonl":
+        if not _line_safe(encoding):
+            raise InputError(f"{path}: JSON Lines are read line by line as bytes, which {encoding} does not allow; "
+                             f"convert the file to UTF-8 (e.g. iconv -f {encoding} -t utf-8)")
         total = None if path.suffix.lower() == ".gz" else _count_lines(path)
         return RowSource(_read_jsonl(path, encoding), total)
     if fmt == "json":
         rows = _read_json(path, encoding)
         return RowSource(iter(rows), len(rows))
     if fmt == "csv":
+        _check_encoding(path, encoding)
         return RowSource(_read_csv(path, encoding), None)
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -100,6 +105,12 @@ def _count_lines(path: Path) -> int:
         for line in handle:
             count += bool(line.strip())
     return count
+
+
+def _line_safe(encoding: str) -> bool:
+    """Whether the encoding writes a newline, a comma and a quote as the ASCII bytes (not UTF-16 or UTF-32), so
+    a file in it can be split into lines as bytes."""
+    return '\n,"'.encode(encoding) == b'\n,"'
 
 
 def _is_utf8(encoding: str) -> bool:
@@ -169,6 +180,9 @@ def parse_line(raw: bytes, number: int, encoding: str = DEFAULT_ENCODING) -> dic
         return UnreadableRow(f"line {number} is not valid {encoding} (byte {error.start}); if the file is in another "
                              "encoding, name it with --encoding", line=number)
     except json.JSONDecodeError as error:
+        if isinstance(raw, bytes) and not raw.endswith(b"\n") and _ends_early(error, raw):
+            return UnreadableRow(f"line {number} is cut off: the file ends inside its JSON ({error.msg}), so the "
+                                 "file may be truncated", line=number)
         return UnreadableRow(f"line {number} is not valid JSON ({error.msg})", line=number)
     except RecursionError:
         return UnreadableRow(f"line {number} is JSON nested too deeply to read", line=number)
@@ -177,18 +191,48 @@ def parse_line(raw: bytes, number: int, encoding: str = DEFAULT_ENCODING) -> dic
     return value
 
 
-def _not_in_encoding(path: Path, line: int, byte: int, encoding: str) -> InputError:
-    return InputError(f"{path}: line {line} is not valid {encoding} (byte {byte} of that line); name the file's "
-                      "encoding with --encoding, e.g. --encoding latin-1 or --encoding cp1252")
+def _ends_early(error: json.JSONDecodeError, raw: bytes) -> bool:
+    """Whether the JSON stopped because the text ran out (a string still open, or nothing after the last token),
+    as it does in a line cut off by the end of the file."""
+    return error.msg.startswith("Unterminated string") or error.pos >= len(raw.rstrip())
+
+
+def _not_in_encoding(path: Path, line: int, byte: int, bad: bytes, encoding: str) -> InputError:
+    return InputError(f"{path}: line {line} is not valid {encoding} (byte {byte:,} of the file, 0x{bad.hex()}); name "
+                      "the file's encoding with --encoding, e.g. --encoding latin-1 or --encoding cp1252")
+
+
+def _check_encoding(path: Path, encoding: str) -> None:
+    """Decode the whole file once, so that a file in another encoding stops the run before any row is scored
+    (rows committed under the wrong encoding would only block the run with the right one); an InputError names
+    the line and the byte where decoding fails."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line, offset = 1, 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            state = decoder.getstate()
+            try:
+                line += decoder.decode(block).count("\n")
+            except UnicodeDecodeError as error:
+                pending = len(state[0])  # bytes of a character begun in the previous block
+                decoder.setstate(state)
+                line += decoder.decode(block[:max(0, error.start - pending)]).count("\n")
+                bad = error.object[error.start:error.end]
+                raise _not_in_encoding(path, line, offset + error.start - pending, bad, encoding) from None
+            offset += len(block)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        raise _not_in_encoding(path, line, offset - len(error.object) + error.start, error.object, encoding) from None
 
 
 def _read_json(path: Path, encoding: str = DEFAULT_ENCODING) -> list:
     raw = _without_bom(path.read_bytes(), encoding)
     try:
         text = raw.decode(encoding)
-    except UnicodeDecodeError as error:
-        line_start = raw.rfind(b"\n", 0, error.start) + 1
-        raise _not_in_encoding(path, raw.count(b"\n", 0, error.start) + 1, error.start - line_start, encoding) from None
+    except UnicodeDecodeError:
+        _check_encoding(path, encoding)  # raises, naming the line
+        raise
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -202,18 +246,6 @@ def _read_json(path: Path, encoding: str = DEFAULT_ENCODING) -> list:
     return data
 
 
-def _decoded_lines(handle: Iterable[bytes], path: Path, encoding: str) -> Iterator[str]:
-    """The lines of a binary file as text (line endings kept, for the csv module), the first without a BOM; a
-    line that is not in `encoding` stops the read with an InputError naming it."""
-    for number, raw in enumerate(handle, start=1):
-        if number == 1:
-            raw = _without_bom(raw, encoding)
-        try:
-            yield raw.decode(encoding)
-        except UnicodeDecodeError as error:
-            raise _not_in_encoding(path, number, error.start, encoding) from None
-
-
 @contextlib.contextmanager
 def _any_cell_size():
     """Cells of any size while a CSV file is read (the csv module stops at 128 KB); the limit is put back after."""
@@ -225,28 +257,58 @@ def _any_cell_size():
 
 
 def _read_csv(path: Path, encoding: str = DEFAULT_ENCODING) -> Iterator[dict]:
-    """A row per record under the header's names. A record with more or fewer cells than the header is an
-    `UnreadableRow` holding the cells that have a column (its error names the extra or missing ones)."""
-    with open(path, "rb") as handle, _any_cell_size():
-        reader = csv.reader(_decoded_lines(handle, path, encoding))
-        header = next(reader, None)
+    """A row per record under the header's names (the file already checked to decode). A record with more or
+    fewer cells than the header is an `UnreadableRow` holding the cells that have a column, its error naming the
+    extra or missing ones; a record whose quoting is broken is an `UnreadableRow` saying how."""
+    text_encoding = "utf-8-sig" if _is_utf8(encoding) else encoding
+    with open(path, encoding=text_encoding, newline="") as handle, _any_cell_size():
+        # strict: a file that ends inside a quoted cell, or text after a closing quote, is an error, not a cell
+        # quietly made of the rest of the file or of the text glued on
+        reader = csv.reader(handle, strict=True)
+        try:
+            header = next(reader, None)
+        except csv.Error as error:
+            raise InputError(f"{path}: the header (line 1) cannot be read: {_quoting_problem(error)}") from None
         if header is None:
             return
-        for cells in reader:
-            if not cells:  # a blank line
+        while True:
+            start = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                yield UnreadableRow(f"{_lines(start, reader.line_num)} {_quoting_problem(error)}")
                 continue
-            if len(cells) == len(header):
-                yield dict(zip(header, cells))
-                continue
-            problem = f"line {reader.line_num} has {len(cells)} cells where the header has {len(header)}"
-            if len(cells) > len(header):
-                extra = ", ".join(repr(cell[:40]) for cell in cells[len(header):])
-                problem += f" (cells past the header: {extra})"
-            else:
-                problem += f" (no cell for {', '.join(repr(name) for name in header[len(cells):])})"
-            row = UnreadableRow(problem)
-            row.update(zip(header, cells))
-            yield row
+            if cells:  # not a blank line
+                yield _csv_row(cells, header, _lines(start, reader.line_num))
+
+
+def _lines(first: int, last: int) -> str:
+    return f"line {first}" if first >= last else f"the record on lines {first}-{last}"
+
+
+def _quoting_problem(error: csv.Error) -> str:
+    if "unexpected end of data" in str(error):
+        return "is cut off: the file ends inside a quoted cell, so the file may be truncated"
+    if "expected after" in str(error):
+        return ("has text after a quoted cell's closing quote (a quote inside a quoted cell is written twice: \"\"; "
+                f"csv: {error})")
+    return f"cannot be read as CSV ({error})"
+
+
+def _csv_row(cells: list[str], header: list[str], where: str) -> dict:
+    if len(cells) == len(header):
+        return dict(zip(header, cells))
+    problem = f"{where} has {len(cells)} cells where the header has {len(header)}"
+    if len(cells) > len(header):
+        extra = ", ".join(repr(cell[:40]) for cell in cells[len(header):])
+        problem += f" (cells past the header: {extra})"
+    else:
+        problem += f" (no cell for {', '.join(repr(name) for name in header[len(cells):])})"
+    row = UnreadableRow(problem)
+    row.update(zip(header, cells))
+    return row
 
 
 def _batches_to_rows(batches) -> Iterator[dict]:
