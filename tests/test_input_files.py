@@ -249,6 +249,26 @@ def test_a_plain_jsonl_cut_in_its_last_line_scores_the_rest_and_says_so(tmp_path
     assert [r["score"] for r in lines(tmp_path / "whole.jsonl")] == [2.0]
 
 
+def test_a_parquet_file_damaged_inside_is_one_line_and_a_repaired_one_scores(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source, out = tmp_path / "in.parquet", tmp_path / "out.jsonl"
+    pq.write_table(pa.Table.from_pylist(ROWS), source, row_group_size=500)
+    good = source.read_bytes()
+    page = pq.ParquetFile(source).metadata.row_group(4).column(2).data_page_offset
+    source.write_bytes(good[:page] + bytes(b ^ 0x5A for b in good[page:page + 64]) + good[page + 64:])
+    result = score(source, out, "--chunk-rows", "100")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    message = result.output.strip()
+    assert "\n" not in message and message.startswith(f"error: {source} is damaged after ")
+    read = int(message.split(" is damaged after ")[1].split(" rows: ")[0].replace(",", ""))
+    assert 0 < read <= 2000  # at most the row groups before the damaged one (batches may span row groups)
+    assert "none is kept" in message and not out.with_name("out.jsonl.partial").exists()
+    source.write_bytes(good)
+    assert score(source, out, "--chunk-rows", "100").exit_code == 0 and len(lines(out)) == 3000
+
+
 def test_eval_on_a_gzip_that_breaks_off_is_one_line(tmp_path):
     rows = [{"prompt": f"q{i}", "chosen": "a" * (i % 7), "rejected": "b" * (i % 5)} for i in range(3000)]
     source = tmp_path / "pairs.jsonl.gz"

@@ -94,7 +94,7 @@ def read_rows(path: str | Path, *, split: str | None = None, encoding: str = DEF
         import pyarrow.parquet as pq
 
         file = pq.ParquetFile(path)
-        return RowSource(_batches_to_rows(file.iter_batches(batch_size=1024)), file.metadata.num_rows)
+        return RowSource(_read_parquet(path, file), file.metadata.num_rows)
     return _read_dataset(path, split)
 
 
@@ -309,6 +309,25 @@ def _csv_row(cells: list[str], header: list[str], where: str) -> dict:
     row = UnreadableRow(problem)
     row.update(zip(header, cells))
     return row
+
+
+def _read_parquet(path: Path, file) -> Iterator[dict]:
+    """The rows, batch by batch; a batch that cannot be read (a damaged page) ends the stream with `InputDamaged`.
+    Parquet pages carry no checksum by default, so the rows read before it are not taken as sound either."""
+    import pyarrow as pa
+
+    batches, rows = file.iter_batches(batch_size=1024), 0
+    while True:
+        try:
+            batch = next(batches, None)
+        except (OSError, pa.ArrowException) as error:
+            reason = str(error).strip().splitlines()[0].rstrip(": ") if str(error).strip() else type(error).__name__
+            raise InputDamaged(f"{path} is damaged after {rows:,} rows: {reason}", rows, "",
+                               sound_before=False) from None
+        if batch is None:
+            return
+        rows += batch.num_rows
+        yield from batch.to_pylist()
 
 
 def _batches_to_rows(batches) -> Iterator[dict]:
