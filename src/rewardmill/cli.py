@@ -777,12 +777,17 @@ def eval_command(
     except RewardmillError as error:
         _fail(str(error))
         return
-    typer.echo(f"{len(pairs)} pairs ({found} layout){f', {len(input_errors)} rows not usable' if input_errors else ''}",
-               err=True)
+    count = len(input_errors)
+    unusable = f", {count} row{'s' if count > 1 else ''} not usable, by reason (rows numbered from 0):" if count else ""
+    typer.echo(f"{len(pairs)} pairs ({found} layout){unusable}", err=True)
+    for line in error_groups.report_lines(error_groups.group(input_errors)):
+        typer.echo(f"  {line}", err=True)
     for name, entry in summary["scorers"].items():
         low, high = entry["ci95"]
         typer.echo(f"  {name}: accuracy {_percent(entry['accuracy'])} (95% {_percent(low)}-{_percent(high)}, "
                    f"n={entry['n']}, errors {entry['errors']})", err=True)
+        for group in entry["errors_by_reason"][:10]:
+            typer.echo(f"    {error_groups.line(group)}", err=True)
     if html:
         typer.echo(f"report -> {output / 'index.html'}", err=True)
     else:

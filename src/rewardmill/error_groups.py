@@ -65,12 +65,15 @@ def rows_text(entry: dict[str, Any]) -> str:
     return f"row{'s' if len(entry['rows']) > 1 or more else ''} {', '.join(map(str, entry['rows']))}{more}"
 
 
+def line(entry: dict[str, Any]) -> str:
+    """A ranked group as '11 x reason (rows 7, 10, ...)'."""
+    where = rows_text(entry)
+    return f"{entry['count']} x {entry['reason']}{f' ({where})' if where else ''}"
+
+
 def report_lines(groups: dict[str, dict[str, Any]], most: int = 10) -> list[str]:
     """One line per reason, most frequent first: count, an example message and the first rows it hit."""
-    lines = []
-    for entry in ranked(groups)[:most]:
-        where = rows_text(entry)
-        lines.append(f"{entry['count']} x {entry['reason']}{f' ({where})' if where else ''}")
+    lines = [line(entry) for entry in ranked(groups)[:most]]
     if len(groups) > most:
         lines.append(f"... and {len(groups) - most} other reasons")
     return lines
