@@ -75,6 +75,20 @@ def toy_generator(tmp_path_factory):
     return directory
 
 
+def test_a_long_local_chunk_shows_progress_as_its_batches_finish(toy_generator, tmp_path, monkeypatch):
+    """One chunk of 8 rows, generated 2 at a time: a progress line after each batch, not only at the chunk's end."""
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_SECONDS", 0.0)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"instruction": f"question {i}", "response": "answer " * i}) + "\n"
+                              for i in range(8)))
+    result = runner.invoke(app, ["judge", str(source), "--task", "rating", "-m", str(toy_generator), "-o",
+                                 str(tmp_path / "out.jsonl"), "--chunk-rows", "8", "--batch-size", "2",
+                                 "--max-new-tokens", "2", "--retries", "0", "--allow-errors"])
+    assert result.exit_code == 0, result.output
+    lines = [line.split(",")[0] for line in result.output.splitlines() if line.startswith("progress: ")]
+    assert lines == [f"progress: {n}/8 rows ({100 * n // 8}%)" for n in (0, 2, 4, 6, 8)]
+
+
 def test_the_local_backend_says_when_it_stopped_at_the_limit(toy_generator):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
