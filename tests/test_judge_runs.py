@@ -60,6 +60,18 @@ def test_an_answer_cut_off_at_max_new_tokens_is_that_rows_error(tmp_path):
     assert all(json.loads(line)["error"] is None for line in (tmp_path / "whole.jsonl").read_text().splitlines())
 
 
+def test_log_probability_scoring_says_when_the_answer_was_cut_off_before_its_verdict(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"instruction": "q", "response": "four"}) + "\n")
+    with FakeJudgeServer() as server:  # it answers "A reasonable answer. Rating: [[4]]", cut after 2 words
+        result = runner.invoke(app, ["judge", str(source), "--task", "rating", "-m", "toy", "--base-url", server.url,
+                                     "--scoring", "logprobs", "--max-new-tokens", "2", "-o", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 3, result.output
+    (row,) = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert row["error"] == ("row 0: log-probability scoring failed: the judge's answer was cut off at "
+                            "--max-new-tokens 2 before it reached 'Rating: [[' (raise --max-new-tokens)")
+
+
 @pytest.fixture(scope="module")
 def toy_generator(tmp_path_factory):
     """A random Llama causal LM with the toy Llama-3 tokenizer: it writes whatever its weights say, greedily."""

@@ -202,6 +202,9 @@ class OpenAIBackend:
                 found = {t.token.strip(): t.logprob for t in token.top_logprobs or []}
                 return distribution(found, request.labels, text)
             written += token.token
+        if choice.finish_reason == "length":
+            return LabelDistribution(error=cut_off(self.settings.max_tokens, f"before it reached "
+                                                                             f"{request.prefill.strip()!r}"), text=text)
         return LabelDistribution(error=f"the answer never reached {request.prefill.strip()!r}, so no label "
                                        "probabilities could be read there", text=text)
 
@@ -214,6 +217,11 @@ class OpenAIBackend:
             "generation": self.settings.describe(),
             "API key": f"from ${self.api_key_env}" + ("" if os.environ.get(self.api_key_env) else " (not set)"),
         }
+
+
+def cut_off(max_tokens: int, where: str = "before it finished") -> str:
+    """The reason of a row whose answer stopped at the token limit."""
+    return f"the judge's answer was cut off at --max-new-tokens {max_tokens} {where} (raise --max-new-tokens)"
 
 
 def _scrub(message: str, key: str, url: str | None = None) -> str:

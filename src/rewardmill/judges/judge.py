@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ..errors import OptionsError
 from ..scorer import Conversation, Failure, Item, ItemResult, Progress
-from .backends import Backend, Completion
+from .backends import Backend, Completion, cut_off
 from ..cache import ResultCache
 from . import parsing
 from .parsing import ParseError
@@ -156,9 +156,7 @@ class Judge:
                 failed = next((a for a in got if a.error), None)
                 if failed is None and any(a.cut_off for a in got):
                     self.stats["answers cut off at the token limit"] += 1
-                    results[i] = self._failed(items[i], f"the judge's answer was cut off at --max-new-tokens "
-                                              f"{self.backend.settings.max_tokens} before it finished (raise "
-                                              "--max-new-tokens)", raw)
+                    results[i] = self._failed(items[i], cut_off(self.backend.settings.max_tokens), raw)
                     continue
                 if failed is not None:
                     if failed.retryable and attempt < self.retries:
