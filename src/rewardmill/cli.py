@@ -765,7 +765,8 @@ def eval_command(
         taken: set[str] = set()
         runs = []
         for name in names:
-            scorer = RandomScorer(seed) if name == "random" else baseline(name) or _model_args(name, **model_flags).scorer()
+            scorer = RandomScorer(seed) if name == "random" else \
+                baseline(name) or _model_args(name, **model_flags).scorer()
             runs.append(score_pairs(pairs, scorer, scorer_label(name, taken), chunk=chunk_rows))
         if judge_task is not None:
             judge_flags = _local_judge_flags(model_flags)[0] if local_judge else {}

@@ -212,8 +212,8 @@ seed {{ seed }}).</p>
 {% if scoring_errors %}<h2>Errors while scoring, by reason</h2>
 <table id="scoring-errors"><tr><th>scorer</th><th>pairs</th><th style="text-align: left">reason (the first pair's)</th>
 <th>first rows</th></tr>
-{% for name, e in scoring_errors %}<tr><td>{{ name }}</td><td>{{ e.count }}</td><td style="text-align: left">{{ e.reason }}</td>
-<td>{{ e.rows|join(", ") }}{% if e.count > e.rows|length %}, ...{% endif %}</td></tr>
+{% for name, e in scoring_errors %}<tr><td>{{ name }}</td><td>{{ e.count }}</td><td style="text-align: left">
+{{- e.reason }}</td><td>{{ e.rows|join(", ") }}{% if e.count > e.rows|length %}, ...{% endif %}</td></tr>
 {% endfor %}</table><p class="muted">Every pair's error is in pairs.parquet (the <code>.error</code> column of each
 scorer).</p>{% endif %}
 
@@ -225,7 +225,8 @@ construction.</p><figure class="plot" id="plot-length">{{ plots.length }}</figur
 <h2>Agreement between scorers</h2><figure class="plot" id="plot-agreement">{{ plots.agreement }}</figure>
 
 <h2>{% if scorers|length > 1 %}Worst disagreements{% else %}Most confident mistakes{% endif %}</h2>
-{% for d in disagreements %}<div class="card"><div>{% if d.row is not none %}row {{ d.row }}{% else %}pair {{ d.pair }}{% endif %} · subset {{ d.subset }} ·
+{% for d in disagreements %}
+<div class="card"><div>{{ "row %d" % d.row if d.row is not none else "pair %d" % d.pair }} · subset {{ d.subset }} ·
 {% for n in d.right %}<span class="tag right">{{ n }} right</span>{% endfor %}
 {% for n in d.wrong %}<span class="tag wrong">{{ n }} wrong</span>{% endfor %}</div>
 <div class="muted">prompt (last turn)</div><pre>{{ d.prompt }}</pre>
