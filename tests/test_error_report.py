@@ -33,6 +33,20 @@ def test_reasons_are_grouped_with_their_numbers_written_as_n():
     ]
 
 
+def test_a_row_with_the_same_problem_in_several_items_counts_with_the_rows_that_have_it_once():
+    messages = ["row 2: responses[0]: must be a string, got int; row 2: responses[3]: must be a string, got int",
+                "row 9: responses[1]: must be a string, got int",
+                "row 11: responses[1]: must be a string, got int; row 11: responses[2]: is empty"]
+    assert {key: entry["rows"] for key, entry in error_groups.group(messages).items()} == {
+        "responses[N]: must be a string, got int": [2, 9],
+        "responses[N]: must be a string, got int; responses[N]: is empty": [11],
+    }
+    assert error_groups.report_lines(error_groups.group(messages)) == [
+        "2 x responses[0]: must be a string, got int; row 2: responses[3]: must be a string, got int (rows 2, 9)",
+        "1 x responses[1]: must be a string, got int; row 11: responses[2]: is empty (row 11)",
+    ]
+
+
 def rows() -> list[dict]:
     out = []
     for i in range(300):
@@ -57,7 +71,7 @@ def test_one_rare_error_is_not_hidden_by_a_frequent_one_and_resume_reports_the_s
     want = [
         "101 rows have errors (see the 'error' column), by reason (rows numbered from 0):",
         "  100 x field 'response' must be a string, got int (rows 0, 3, 6, 9, 12, ...)",
-        "  1 x field 'conversation' must end with an assistant turn, but its last turn is 'user' (rows 250)",
+        "  1 x field 'conversation' must end with an assistant turn, but its last turn is 'user' (row 250)",
     ]
     out = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["score", str(source), "-m", "length", "-o", str(out), "--chunk-rows", "40"])

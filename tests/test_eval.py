@@ -271,3 +271,39 @@ def test_legends_sit_outside_the_plot(monkeypatch):
         assert axes.get_legend() is None and len(figure.legends) == 1
         legend_box = figure.legends[0].get_window_extent()
         assert legend_box.y1 <= axes.get_window_extent().y0 + 1  # entirely below the axes
+
+
+def test_every_error_names_its_input_row_in_the_report_the_page_and_the_summary(tmp_path):
+    """Pairs keep the number of the row they came from (rows numbered from 0, as in every error message): errors
+    while scoring are grouped by reason with their rows in report.json, index.html and on stderr, beside the
+    unusable rows; pairs.parquet and the examples name the row too."""
+    from fake_judge_server import FakeJudgeServer
+
+    rows = [{"prompt": f"q{i}" + (" BAD-REQUEST" if i in (5, 7) else ""), "chosen": "a" * (2 + i % 3),
+             "rejected": "b"} for i in range(10)]
+    rows[2] = {"prompt": "q", "chosen": "a"}
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "report"
+    with FakeJudgeServer() as server:
+        result = runner.invoke(app, ["eval", str(source), "--judge-task", "pairwise", "--judge-model", "toy",
+                                     "--base-url", server.url, "-m", "random", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    (group,) = report["scorers"]["toy (pairwise judge)"]["errors_by_reason"]
+    assert (group["count"], group["rows"]) == (2, [5, 7]) and group["reason"].startswith("HTTP 400 from ")
+    assert report["scorers"]["random"]["errors_by_reason"] == []
+    lines = result.output.splitlines()
+    assert lines[:2] == ["9 pairs (pairs layout), 1 row not usable, by reason (rows numbered from 0):",
+                         "  1 x field 'rejected' must be a string or a list of messages, got nothing (row 2)"]
+    judge_line = next(i for i, line in enumerate(lines) if line.startswith("  toy (pairwise judge): accuracy"))
+    assert lines[judge_line + 1].startswith("    2 x HTTP 400 from ") and lines[judge_line + 1].endswith("(rows 5, 7)")
+    table = pq.read_table(out / "pairs.parquet").to_pylist()
+    assert [r["row"] for r in table] == [0, 1, 3, 4, 5, 6, 7, 8, 9]
+    assert [r["row"] for r in table if r["toy (pairwise judge).error"]] == [5, 7]
+    html = (out / "index.html").read_text()
+    errors_table = html[html.index('<table id="scoring-errors">'):]
+    assert "<td>toy (pairwise judge)</td><td>2</td>" in errors_table and "<td>5, 7</td>" in errors_table
+    assert report["disagreements"]
+    for example in report["disagreements"]:
+        assert example["row"] == table[example["pair"]]["row"] and f"row {example['row']} · " in html

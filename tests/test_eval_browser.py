@@ -27,7 +27,8 @@ def test_the_report_renders_in_chromium_without_errors(tmp_path):
     pairs = [Pair(prompt, "a fine and thorough answer " * (i % 5 + 1), "meh" * (i % 3 + 1), f"subset {i % 3}")
              for i in range(60)]
     runs = [score_pairs(pairs, LengthScorer(), "length"), score_pairs(pairs, RandomScorer(), "random")]
-    write_report(Evaluation(pairs, runs, resamples=200), tmp_path, source="generated")
+    unusable = ["row 3: field 'label' must be 1 or 2, got 7", "row 9: field 'input' is empty"]
+    write_report(Evaluation(pairs, runs, resamples=200, input_errors=unusable), tmp_path, source="generated")
     problems, requests = [], []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=BROWSER, args=["--no-sandbox"])
@@ -45,6 +46,8 @@ def test_the_report_renders_in_chromium_without_errors(tmp_path):
             box = svg.bounding_box()
             assert box and box["width"] > 200 and box["height"] > 100, f"plot {i} is not drawn: {box}"
         assert page.locator("#summary tr").count() == 3  # header + two scorers
+        assert page.locator("#summary tr.best").count() == 0  # both are baselines
+        assert page.locator("#unusable tr").nth(2).inner_text().split("\t") == ["9", "field 'input' is empty"]
         assert "Explain <b>HTML</b>" in page.locator(".card pre").first.inner_text()  # shown as text, escaped
         browser.close()
     assert problems == []

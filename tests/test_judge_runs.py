@@ -60,6 +60,18 @@ def test_an_answer_cut_off_at_max_new_tokens_is_that_rows_error(tmp_path):
     assert all(json.loads(line)["error"] is None for line in (tmp_path / "whole.jsonl").read_text().splitlines())
 
 
+def test_log_probability_scoring_says_when_the_answer_was_cut_off_before_its_verdict(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"instruction": "q", "response": "four"}) + "\n")
+    with FakeJudgeServer() as server:  # it answers "A reasonable answer. Rating: [[4]]", cut after 2 words
+        result = runner.invoke(app, ["judge", str(source), "--task", "rating", "-m", "toy", "--base-url", server.url,
+                                     "--scoring", "logprobs", "--max-new-tokens", "2", "-o", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 3, result.output
+    (row,) = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert row["error"] == ("row 0: log-probability scoring failed: the judge's answer was cut off at "
+                            "--max-new-tokens 2 before it reached 'Rating: [[' (raise --max-new-tokens)")
+
+
 @pytest.fixture(scope="module")
 def toy_generator(tmp_path_factory):
     """A random Llama causal LM with the toy Llama-3 tokenizer: it writes whatever its weights say, greedily."""
@@ -73,6 +85,20 @@ def toy_generator(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
+
+
+def test_a_long_local_chunk_shows_progress_as_its_batches_finish(toy_generator, tmp_path, monkeypatch):
+    """One chunk of 8 rows, generated 2 at a time: a progress line after each batch, not only at the chunk's end."""
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_SECONDS", 0.0)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"instruction": f"question {i}", "response": "answer " * i}) + "\n"
+                              for i in range(8)))
+    result = runner.invoke(app, ["judge", str(source), "--task", "rating", "-m", str(toy_generator), "-o",
+                                 str(tmp_path / "out.jsonl"), "--chunk-rows", "8", "--batch-size", "2",
+                                 "--max-new-tokens", "2", "--retries", "0", "--allow-errors"])
+    assert result.exit_code == 0, result.output
+    lines = [line.split(",")[0] for line in result.output.splitlines() if line.startswith("progress: ")]
+    assert lines == [f"progress: {n}/8 rows ({100 * n // 8}%)" for n in (0, 2, 4, 6, 8)]
 
 
 def test_the_local_backend_says_when_it_stopped_at_the_limit(toy_generator):
@@ -118,3 +144,68 @@ def test_the_local_judge_takes_device_dtype_and_batch_size(toy_generator, tmp_pa
                                  "--device", "cpu", "--dtype", "bfloat16", "--batch-size", "3"])
     assert "captured" in result.output
     assert (captured["device"], captured["dtype"], captured["batch_size"]) == ("cpu", "bfloat16", 3)
+
+
+def capture_judge_spec(monkeypatch) -> dict:
+    """JudgeSpec.scorer records the spec's fields and stops the command there (exit 2, 'captured')."""
+    captured: dict = {}
+
+    def scorer(self):
+        captured.update(vars(self))
+        raise OptionsError("captured")
+
+    monkeypatch.setattr(JudgeSpec, "scorer", scorer)
+    return captured
+
+
+LOCAL_FLAGS = ["--device", "cpu", "--dtype", "bfloat16", "--batch-size", "3"]
+
+
+def test_dpo_and_eval_hand_device_dtype_and_batch_size_to_their_local_judge(tmp_path, monkeypatch):
+    gens = tmp_path / "gens.jsonl"
+    gens.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}], "generations": ["a", "b"]}) + "\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n")
+    runs = {
+        "dpo": ["dpo", str(gens), "--judge-task", "ultrafeedback", "-m", "judge", "-o", str(tmp_path / "d.jsonl")],
+        "eval": ["eval", str(pairs), "-m", "length", "--judge-task", "pairwise", "--judge-model", "judge", "-o",
+                 str(tmp_path / "report")],
+    }
+    for command, args in runs.items():
+        captured = capture_judge_spec(monkeypatch)
+        result = runner.invoke(app, [*args, *LOCAL_FLAGS])
+        assert "error: captured" in result.output, (command, result.output)
+        assert (captured["model"], captured["base_url"], captured["device"], captured["dtype"],
+                captured["batch_size"]) == ("judge", None, "cpu", "bfloat16", 3), command
+
+
+def test_model_flags_no_scorer_can_take_are_refused(tmp_path, monkeypatch, llama_dir):
+    gens = tmp_path / "gens.jsonl"
+    gens.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}], "generations": ["a", "b"]}) + "\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n")
+    dpo = ["dpo", str(gens), "--judge-task", "ultrafeedback", "-m", "judge", "-o", str(tmp_path / "d.jsonl")]
+    eval_ = ["eval", str(pairs), "-m", "length", "-o", str(tmp_path / "report")]
+    judge = ["--judge-task", "pairwise", "--judge-model", "judge"]
+    refused = {
+        (*dpo, "--kind", "classifier"): "error: --judge-task rates with an LLM judge (which takes --device, --dtype "
+                                        "and --batch-size), not a reward model, so these options do not apply to it: "
+                                        "--kind",
+        (*dpo, "--base-url", "http://127.0.0.1:9/v1", "--dtype", "bfloat16"):
+            "error: --dtype applies to a judge run here with transformers, not to --backend http",
+        (*eval_, "--device", "cpu"): "error: no reward model is evaluated (baselines take no model options), so "
+                                     "these options do not apply to it: --device",
+        (*eval_, *judge, "--max-length", "8", "--batch-size", "2"):
+            "error: no reward model is evaluated (baselines take no model options, a local judge only --device, "
+            "--dtype and --batch-size), so these options do not apply to it: --max-length",
+    }
+    for args, message in refused.items():
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    # a reward model takes every model flag (the length baseline beside it does not refuse them); a judge over
+    # HTTP is handed none of them
+    captured = capture_judge_spec(monkeypatch)
+    result = runner.invoke(app, [*eval_, *judge, "--base-url", "http://127.0.0.1:9/v1", "--dtype", "bfloat16",
+                                 "-m", str(llama_dir), "--threads", "1", "--cpu-kernel", "torch"])
+    assert "error: captured" in result.output, result.output
+    assert (captured["base_url"], captured["device"], captured["dtype"]) == ("http://127.0.0.1:9/v1", None, "default")

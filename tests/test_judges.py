@@ -239,6 +239,34 @@ def test_local_judge_with_smollm2_is_deterministic_and_batch_invariant(smollm2, 
     assert [c.text for c in backend.complete(prompts)] == [backend.complete([p])[0].text for p in prompts]
 
 
+def test_smollm2_cut_off_at_a_few_tokens_is_each_rows_error_with_the_flags_honoured(smollm2, tmp_path, monkeypatch):
+    import torch
+
+    from rewardmill.judges.local import TransformersBackend
+
+    seen: dict = {"batches": []}
+    generate = TransformersBackend._generate
+
+    def spy(self, prompts):
+        seen["dtype"] = next(self.model.parameters()).dtype
+        seen["batches"].append(len(prompts))
+        return generate(self, prompts)
+
+    monkeypatch.setattr(TransformersBackend, "_generate", spy)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"instruction": f"What is {i}+{i}?", "response": str(2 * i)}) + "\n"
+                              for i in range(5)))
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["judge", str(source), "--task", "rating", "-m", str(smollm2), "-o", str(out),
+                                 "--max-new-tokens", "3", "--retries", "0", "--device", "cpu", "--dtype", "bfloat16",
+                                 "--batch-size", "2"])
+    assert result.exit_code == 3, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["error"] for r in rows] == [f"row {i}: the judge's answer was cut off at --max-new-tokens 3 before it "
+                                          "finished (raise --max-new-tokens)" for i in range(5)]
+    assert seen["dtype"] == torch.bfloat16 and sorted(seen["batches"]) == [1, 2, 2]
+
+
 def test_a_cache_folder_reuses_answers_across_runs(tmp_path):
     rows = [{"instruction": f"Q{i}", "responses": ["a", "bb"]} for i in range(5)]
     source = tmp_path / "in.jsonl"

@@ -577,7 +577,7 @@ def dpo(
     trl: Annotated[bool, typer.Option("--trl", help="TRL's conversational layout: prompt = the prompt messages, chosen/rejected = the assistant message alone.")] = False,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Rate the generations first: a reward model (any family `score` takes), or the judge model with --judge-task.")] = None,
     judge_task: Annotated[Optional[str], typer.Option(help="Rate with an LLM judge instead of a reward model: ultrafeedback (or another task giving one score per generation).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="With --judge-task: an OpenAI-compatible server (else the judge runs locally).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="With --judge-task: an OpenAI-compatible server (else the judge runs here with transformers and takes --device, --dtype and --batch-size).")] = None,
     aspect: Annotated[Optional[str], typer.Option(help="With --judge-task ultrafeedback: the aspect to rate.")] = None,
     ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Ratings, one per generation (read, or written when -m rates first).")] = "ratings",
     messages_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Chat rows: the prompt conversation.")] = "messages",
@@ -604,18 +604,18 @@ def dpo(
         job = open_dpo_job(str(input), output, split=split, resume=resume, overwrite=overwrite, encoding=encoding)
         scorer = None
         if judge_task is not None:
-            from .judges import GenerationSettings, Judge, OpenAIBackend, make_task
+            from .judges.spec import JudgeSpec
 
             if model is None:
                 raise OptionsError("--judge-task needs -m, the judge model")
-            _model_args(model, **model_flags).refuse_model_options("--judge-task rates with an LLM judge, not a reward model")
-            if base_url:
-                judge_backend = OpenAIBackend(model, base_url, settings=GenerationSettings())
-            else:
-                from .judges.local import TransformersBackend
-
-                judge_backend = TransformersBackend(model, GenerationSettings())
-            scorer = Judge(make_task(judge_task, aspect=aspect), judge_backend)
+            judge_flags, others = _local_judge_flags(model_flags)
+            _model_args(model, **others).refuse_model_options(
+                "--judge-task rates with an LLM judge (which takes --device, --dtype and --batch-size), not a reward "
+                "model")
+            spec = JudgeSpec(judge_task, model, base_url=base_url, aspect=aspect, **judge_flags)
+            if spec.engine == "transformers":
+                _quiet_transformers()
+            scorer = spec.scorer()
         elif model is not None:
             _quiet_transformers()
             scorer = _resumed_args(_model_args(model, **model_flags), output, resume).scorer()
@@ -732,7 +732,7 @@ def eval_command(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A scorer, repeatable: a reward model (hub id or local directory), or the baselines 'length' and 'random'.", show_default=False)] = None,
     layout: Annotated[Optional[str], typer.Option(help="pairs, hh-rlhf or llmbar (default: detected from the first row).")] = None,
     judge_task: Annotated[Optional[str], typer.Option(help="Also evaluate an LLM judge: pairwise (A/B verdicts in both orders; a tie counts as wrong) or rating.", rich_help_panel="Judge")] = None,
-    judge_model: Annotated[Optional[str], typer.Option(help="The judge model: its name on the server with --base-url, else a local model.", rich_help_panel="Judge")] = None,
+    judge_model: Annotated[Optional[str], typer.Option(help="The judge model: its name on the server with --base-url, else a local model (run with transformers; --device, --dtype and --batch-size apply to it too).", rich_help_panel="Judge")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server of the judge.", rich_help_panel="Judge")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals and of -m random.")] = 0,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 1000,
@@ -743,7 +743,7 @@ def eval_command(
 ) -> None:
     """Evaluate reward models, judges and baselines on preference pairs (chosen vs rejected): accuracy with 95%
     bootstrap intervals, per subset, margins, length bias, agreement; writes an HTML report."""
-    from .baselines import RandomScorer
+    from .baselines import BASELINES, RandomScorer, baseline
     from .evaluation import Evaluation, load_pairs, score_pairs, scorer_label
     from .evaluation.report import write_report
     from .preflight import check_writable_folder, has_module, open_input
@@ -760,13 +760,17 @@ def eval_command(
         if not names and judge_task is None:
             raise OptionsError("give at least one scorer: -m MODEL (repeatable; 'length' and 'random' are baselines) "
                                "or --judge-task with --judge-model")
+        local_judge = judge_task is not None and base_url is None
+        _refuse_unused_eval_flags([n for n in names if n not in BASELINES], local_judge, model_flags)
         taken: set[str] = set()
         runs = []
         for name in names:
-            scorer = RandomScorer(seed) if name == "random" else _model_args(name, **model_flags).scorer()
+            scorer = RandomScorer(seed) if name == "random" else \
+                baseline(name) or _model_args(name, **model_flags).scorer()
             runs.append(score_pairs(pairs, scorer, scorer_label(name, taken), chunk=chunk_rows))
         if judge_task is not None:
-            runs.append(score_pairs(pairs, _eval_judge(judge_task, judge_model, base_url),
+            judge_flags = _local_judge_flags(model_flags)[0] if local_judge else {}
+            runs.append(score_pairs(pairs, _eval_judge(judge_task, judge_model, base_url, judge_flags),
                                     scorer_label(f"{judge_model} ({judge_task} judge)", taken), chunk=chunk_rows))
         evaluation = Evaluation(pairs, runs, seed=seed, resamples=bootstrap, input_errors=input_errors)
         summary = write_report(evaluation, output, title=f"rewardmill eval: {Path(str(input)).name}", source=str(input),
@@ -774,12 +778,17 @@ def eval_command(
     except RewardmillError as error:
         _fail(str(error))
         return
-    typer.echo(f"{len(pairs)} pairs ({found} layout){f', {len(input_errors)} rows not usable' if input_errors else ''}",
-               err=True)
+    count = len(input_errors)
+    unusable = f", {count} row{'s' if count > 1 else ''} not usable, by reason (rows numbered from 0):" if count else ""
+    typer.echo(f"{len(pairs)} pairs ({found} layout){unusable}", err=True)
+    for line in error_groups.report_lines(error_groups.group(input_errors)):
+        typer.echo(f"  {line}", err=True)
     for name, entry in summary["scorers"].items():
         low, high = entry["ci95"]
         typer.echo(f"  {name}: accuracy {_percent(entry['accuracy'])} (95% {_percent(low)}-{_percent(high)}, "
                    f"n={entry['n']}, errors {entry['errors']})", err=True)
+        for group in entry["errors_by_reason"][:10]:
+            typer.echo(f"    {error_groups.line(group)}", err=True)
     if html:
         typer.echo(f"report -> {output / 'index.html'}", err=True)
     else:
@@ -794,20 +803,37 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{100 * value:.1f}%"
 
 
-def _eval_judge(task: str, model: str | None, base_url: str | None) -> Scorer:
-    from .judges import GenerationSettings, Judge, OpenAIBackend, make_task
+def _eval_judge(task: str, model: str | None, base_url: str | None, judge_flags: dict[str, Any]) -> Scorer:
+    from .judges.spec import JudgeSpec
 
     if model is None:
         raise OptionsError("--judge-task needs --judge-model")
     if task not in ("pairwise", "rating"):
         raise OptionsError(f"--judge-task for eval is pairwise or rating, got {task!r}")
-    if base_url:
-        backend = OpenAIBackend(model, base_url, settings=GenerationSettings())
-    else:
-        from .judges.local import TransformersBackend
+    return JudgeSpec(task, model, base_url=base_url, **judge_flags).scorer()
 
-        backend = TransformersBackend(model, GenerationSettings())
-    return Judge(make_task(task), backend)
+
+# The model flags a judge run here with transformers takes, at their defaults.
+LOCAL_JUDGE_FLAGS = {"device": None, "dtype": DTypeChoice("default"), "batch_size": None}
+
+
+def _local_judge_flags(model_flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(--device, --dtype, --batch-size as JudgeSpec's fields; the other model flags, those three reset), so a
+    command can hand the three to its local judge and refuse the rest."""
+    judge = {"device": model_flags["device"], "dtype": model_flags["dtype"].value,
+             "batch_size": model_flags["batch_size"]}
+    return judge, {**model_flags, **LOCAL_JUDGE_FLAGS}
+
+
+def _refuse_unused_eval_flags(reward_models: list[str], local_judge: bool, model_flags: dict[str, Any]) -> None:
+    """eval's model flags apply to every reward model (baselines ignore them) and, for --device, --dtype and
+    --batch-size, to a local judge; with nothing to take a flag, it is refused."""
+    if reward_models:
+        return
+    others = _local_judge_flags(model_flags)[1] if local_judge else model_flags
+    why = "no reward model is evaluated (baselines take no model options" + \
+          (", a local judge only --device, --dtype and --batch-size)" if local_judge else ")")
+    _model_args("eval", **others).refuse_model_options(why)
 
 
 @app.command()

@@ -1,9 +1,10 @@
 """Per-row errors grouped by reason, so a summary can say "400 x over-long, 3 x wrong type" instead of listing the
 first ten messages (where one real content error would hide among a thousand over-length rows).
 
-A row's error reads "row N: reason"; the reason's key is the text after that prefix with its numbers written as
-N, so the same problem on rows of different lengths counts as one. Groups are plain JSON (a committed chunk's
-tally holds them), merged chunk by chunk, and keep the first few row numbers of each.
+A row's error reads "row N: reason" (several problems of one row are joined by "; row N: "); the reason's key is
+the text after that prefix with its numbers written as N, each distinct problem once, so the same problem on rows
+of different lengths, or on one or three items of a row, counts as one. Groups are plain JSON (a committed
+chunk's tally holds them), merged chunk by chunk, and keep the first few row numbers of each.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from collections.abc import Iterable
 from typing import Any
 
 _ROW = re.compile(r"^row (\d+): ")
+_NEXT_PROBLEM = re.compile(r"; row \d+: ")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 ROWS_KEPT = 5
 
 
 def reason_key(message: str) -> str:
-    """The error without its row prefix and with its numbers as N."""
-    return _NUMBER.sub("N", _ROW.sub("", message, count=1))
+    """The error without its row prefixes, its numbers as N and each distinct problem once."""
+    problems = _NEXT_PROBLEM.split(_ROW.sub("", message, count=1))
+    return "; ".join(dict.fromkeys(_NUMBER.sub("N", problem) for problem in problems))
 
 
 def row_number(message: str) -> int | None:
@@ -47,14 +50,30 @@ def merge(into: dict[str, dict[str, Any]], more: dict[str, dict[str, Any]]) -> N
         mine["rows"] = (mine["rows"] + entry["rows"])[:ROWS_KEPT]
 
 
+def ranked(groups: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The groups most frequent first, each as {"count", "reason" (its first message without the row prefix),
+    "rows" (the first few row numbers)}."""
+    return [{"count": e["count"], "reason": _ROW.sub("", e["example"], count=1), "rows": e["rows"]}
+            for e in sorted(groups.values(), key=lambda e: -e["count"])]
+
+
+def rows_text(entry: dict[str, Any]) -> str:
+    """'row 7', 'rows 0, 4' or 'rows 7, 10, 11, 12, 13, ...' (when there are more than those kept)."""
+    if not entry["rows"]:
+        return ""
+    more = ", ..." if entry["count"] > len(entry["rows"]) else ""
+    return f"row{'s' if len(entry['rows']) > 1 or more else ''} {', '.join(map(str, entry['rows']))}{more}"
+
+
+def line(entry: dict[str, Any]) -> str:
+    """A ranked group as '11 x reason (rows 7, 10, ...)'."""
+    where = rows_text(entry)
+    return f"{entry['count']} x {entry['reason']}{f' ({where})' if where else ''}"
+
+
 def report_lines(groups: dict[str, dict[str, Any]], most: int = 10) -> list[str]:
     """One line per reason, most frequent first: count, an example message and the first rows it hit."""
-    lines = []
-    for entry in sorted(groups.values(), key=lambda e: -e["count"])[:most]:
-        rows = ", ".join(str(r) for r in entry["rows"])
-        more = ", ..." if entry["count"] > len(entry["rows"]) else ""
-        where = f" (rows {rows}{more})" if rows else ""
-        lines.append(f"{entry['count']} x {_ROW.sub('', entry['example'], count=1)}{where}")
+    lines = [line(entry) for entry in ranked(groups)[:most]]
     if len(groups) > most:
         lines.append(f"... and {len(groups) - most} other reasons")
     return lines

@@ -3,6 +3,7 @@ they just like longer answers, and how they agree, with a report (report.json, p
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,7 +24,7 @@ def load_pairs(rows: Iterable[Any], layout: str | None = None) -> tuple[list[Pai
         if layout is None and isinstance(row, dict) and not isinstance(row, UnreadableRow):
             layout = detect_layout(row)
         try:
-            pairs.append(to_pair(row, layout or "pairs"))
+            pairs.append(dataclasses.replace(to_pair(row, layout or "pairs"), row=index))
         except RowError as error:
             errors.append(f"row {index}: {error.reason}")
     if not pairs:

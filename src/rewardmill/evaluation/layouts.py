@@ -32,6 +32,7 @@ class Pair:
     chosen: str
     rejected: str
     subset: str
+    row: int | None = None  # the input row it came from, numbered from 0 as in every error message
 
 
 def parse_hh_transcript(text: str) -> list[Message] | None:

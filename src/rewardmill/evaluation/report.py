@@ -47,6 +47,7 @@ def _write_pairs(evaluation: Evaluation, path: Path) -> None:
     pairs = evaluation.pairs
     columns = {
         "pair": list(range(len(pairs))),
+        "row": pa.array([p.row for p in pairs], pa.int64()),
         "subset": [p.subset for p in pairs],
         "prompt": [json.dumps(list(p.prompt), ensure_ascii=False) for p in pairs],
         "chosen": [p.chosen for p in pairs],
@@ -203,10 +204,18 @@ seed {{ seed }}).</p>
 <h2>Summary</h2>
 <table id="summary"><tr><th>scorer</th><th>accuracy</th><th>95% interval</th><th>pairs scored</th><th>ties</th>
 <th>errors</th><th>position consistency</th></tr>
-{% for name, s in scorers.items() %}<tr{% if name == best %} class="best"{% endif %}><td>{{ name }}</td>
+{% for name, s in scorers.items() %}<tr{% if name == best %} class="best"{% endif %}><td>{{ name }}{% if s.baseline %}
+<span class="muted">(baseline)</span>{% endif %}</td>
 <td>{{ pct(s.accuracy) }}</td><td>{{ pct(s.ci95[0]) }} – {{ pct(s.ci95[1]) }}</td><td>{{ s.n }}</td><td>{{ s.ties }}</td>
 <td>{{ s.errors }}</td><td>{{ pct(s.position_consistency) if s.position_consistency is defined else "–" }}</td></tr>
 {% endfor %}</table>
+{% if scoring_errors %}<h2>Errors while scoring, by reason</h2>
+<table id="scoring-errors"><tr><th>scorer</th><th>pairs</th><th style="text-align: left">reason (the first pair's)</th>
+<th>first rows</th></tr>
+{% for name, e in scoring_errors %}<tr><td>{{ name }}</td><td>{{ e.count }}</td><td style="text-align: left">
+{{- e.reason }}</td><td>{{ e.rows|join(", ") }}{% if e.count > e.rows|length %}, ...{% endif %}</td></tr>
+{% endfor %}</table><p class="muted">Every pair's error is in pairs.parquet (the <code>.error</code> column of each
+scorer).</p>{% endif %}
 
 <h2>Accuracy per subset</h2><figure class="plot" id="plot-subsets">{{ plots.subsets }}</figure>
 <h2>Score margins</h2><figure class="plot" id="plot-margins">{{ plots.margins }}</figure>
@@ -216,7 +225,8 @@ construction.</p><figure class="plot" id="plot-length">{{ plots.length }}</figur
 <h2>Agreement between scorers</h2><figure class="plot" id="plot-agreement">{{ plots.agreement }}</figure>
 
 <h2>{% if scorers|length > 1 %}Worst disagreements{% else %}Most confident mistakes{% endif %}</h2>
-{% for d in disagreements %}<div class="card"><div>pair {{ d.pair }} · subset {{ d.subset }} ·
+{% for d in disagreements %}
+<div class="card"><div>{{ "row %d" % d.row if d.row is not none else "pair %d" % d.pair }} · subset {{ d.subset }} ·
 {% for n in d.right %}<span class="tag right">{{ n }} right</span>{% endfor %}
 {% for n in d.wrong %}<span class="tag wrong">{{ n }} wrong</span>{% endfor %}</div>
 <div class="muted">prompt (last turn)</div><pre>{{ d.prompt }}</pre>
@@ -247,7 +257,8 @@ def render_html(summary: dict, evaluation: Evaluation) -> str:
         title=summary["title"], source=summary["input"], pairs=summary["pairs"], input_errors=summary["input_errors"],
         resamples=summary["bootstrap_resamples"], seed=summary["seed"], scorers=summary["scorers"], best=best,
         plots=plots, disagreements=summary["disagreements"], pct=_pct,
-        unusable=summary["unusable_rows"][:UNUSABLE_SHOWN], unusable_total=len(summary["unusable_rows"]))
+        unusable=summary["unusable_rows"][:UNUSABLE_SHOWN], unusable_total=len(summary["unusable_rows"]),
+        scoring_errors=[(name, entry) for name, s in summary["scorers"].items() for entry in s["errors_by_reason"]])
 
 
 UNUSABLE_SHOWN = 200

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import error_groups
 from ..scorer import Item, Scorer
 from .layouts import Pair
 from .metrics import Accuracy, accuracy, agreement, bucket_order, length_buckets, outcome
@@ -60,9 +61,7 @@ def score_pairs(pairs: Sequence[Pair], scorer: Scorer, name: str, chunk: int = 2
 
 def unusable_row(message: str) -> dict:
     """A row that gave no pair, as {"row": its number from 0 (None when the message names none), "reason"}."""
-    from ..error_groups import row_number
-
-    number = row_number(message)
+    number = error_groups.row_number(message)
     return {"row": number, "reason": message.split(": ", 1)[1] if number is not None else message}
 
 
@@ -88,6 +87,7 @@ class Evaluation:
                 **overall.as_dict(),
                 "baseline": run.baseline,
                 "errors": sum(e is not None for e in run.errors),
+                "errors_by_reason": error_groups.ranked(error_groups.group(self._error_messages(run))),
                 "ties": sum(1 for c, r in zip(run.chosen, run.rejected) if c is not None and c == r),
                 "subsets": {s: self._accuracy([run.correct[i] for i in scored if self.pairs[i].subset == s]).as_dict()
                             for s in subsets},
@@ -109,6 +109,11 @@ class Evaluation:
                 "seed": self.seed, "bootstrap_resamples": self.resamples, "scorers": scorers,
                 "agreement": matrix, "disagreeing_pairs": differ, "disagreements": self.disagreements()}
 
+    def _error_messages(self, run: ScorerRun) -> list[str]:
+        """The run's errors as "row N: reason", N the pair's input row (where it is known)."""
+        return [error if pair.row is None else f"row {pair.row}: {error}"
+                for pair, error in zip(self.pairs, run.errors) if error is not None]
+
     def _accuracy(self, correct: list[bool]) -> Accuracy:
         return accuracy(correct, resamples=self.resamples, seed=self.seed)
 
@@ -129,7 +134,8 @@ class Evaluation:
                            for run in wrong)
             ranked.append((sureness, i, verdicts))
         ranked.sort(key=lambda entry: (-entry[0], entry[1]))
-        return [{"pair": i, "subset": self.pairs[i].subset, "prompt": self.pairs[i].prompt[-1]["content"],
+        return [{"pair": i, "row": self.pairs[i].row, "subset": self.pairs[i].subset,
+                 "prompt": self.pairs[i].prompt[-1]["content"],
                  "chosen": self.pairs[i].chosen, "rejected": self.pairs[i].rejected,
                  "right": sorted(n for n, v in verdicts.items() if v), "wrong": sorted(n for n, v in verdicts.items() if not v),
                  "margins": {run.name: run.margins[i] for run in self.runs}, "wrong_sureness": round(sureness, 3)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -58,11 +58,15 @@ class GenerationSettings:
         return f"temperature {self.temperature}, max_tokens {self.max_tokens}, seed {self.seed}"
 
 
+Answered = Callable[[int], None]  # told how many more requests have their answer, as they arrive
+
+
 class Backend(Protocol):
     model_name: str
     settings: GenerationSettings
 
-    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None) -> list[Completion]: ...
+    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None,
+                 on_answered: Answered | None = None) -> list[Completion]: ...
 
     def label_probabilities(self, requests: Sequence[LabelRequest]) -> list[LabelDistribution]: ...
 
@@ -90,19 +94,20 @@ class OpenAIBackend:
         # Servers without authentication accept any key; the client needs a non-empty one.
         return os.environ.get(self.api_key_env) or "EMPTY"
 
-    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None) -> list[Completion]:
+    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None,
+                 on_answered: Answered | None = None) -> list[Completion]:
         """With `schemas`, each answer is constrained to its JSON schema (`response_format` json_schema); a server
         that refuses json_schema gets json_object (plus the schema in llama.cpp's own field) for the rest of the run."""
         requests = [(list(c), schemas[i] if schemas else None) for i, c in enumerate(conversations)]
-        return self._run(self._one, requests)
+        return self._run(self._one, requests, on_answered)
 
-    def _run(self, ask, requests: list) -> list:
+    def _run(self, ask, requests: list, on_answered: Answered | None = None) -> list:
         """`ask(client, request)` for every request, at most `concurrency` at once, answers in order."""
         if not requests:
             return []
-        return asyncio.run(self._gather(ask, requests))
+        return asyncio.run(self._gather(ask, requests, on_answered))
 
-    async def _gather(self, ask, requests: list) -> list:
+    async def _gather(self, ask, requests: list, on_answered: Answered | None) -> list:
         import openai
 
         gate = asyncio.Semaphore(self.concurrency)
@@ -115,7 +120,10 @@ class OpenAIBackend:
 
             async def one(request):
                 async with gate:
-                    return await ask(client, request)
+                    answer = await ask(client, request)
+                if on_answered is not None:
+                    on_answered(1)
+                return answer
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
 
@@ -194,6 +202,9 @@ class OpenAIBackend:
                 found = {t.token.strip(): t.logprob for t in token.top_logprobs or []}
                 return distribution(found, request.labels, text)
             written += token.token
+        if choice.finish_reason == "length":
+            return LabelDistribution(error=cut_off(self.settings.max_tokens, f"before it reached "
+                                                                             f"{request.prefill.strip()!r}"), text=text)
         return LabelDistribution(error=f"the answer never reached {request.prefill.strip()!r}, so no label "
                                        "probabilities could be read there", text=text)
 
@@ -206,6 +217,11 @@ class OpenAIBackend:
             "generation": self.settings.describe(),
             "API key": f"from ${self.api_key_env}" + ("" if os.environ.get(self.api_key_env) else " (not set)"),
         }
+
+
+def cut_off(max_tokens: int, where: str = "before it finished") -> str:
+    """The reason of a row whose answer stopped at the token limit."""
+    return f"the judge's answer was cut off at --max-new-tokens {max_tokens} {where} (raise --max-new-tokens)"
 
 
 def _scrub(message: str, key: str, url: str | None = None) -> str:

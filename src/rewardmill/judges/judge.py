@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ..errors import OptionsError
 from ..scorer import Conversation, Failure, Item, ItemResult, Progress
-from .backends import Backend, Completion
+from .backends import Backend, Completion, cut_off
 from ..cache import ResultCache
 from . import parsing
 from .parsing import ParseError
@@ -21,6 +21,29 @@ from .tasks import Task
 SCORINGS = ("text", "logprobs")
 REASK = ("Your answer could not be read: {problem}. Answer again, in exactly the format the instructions ask for, "
          "with nothing else.")
+
+
+class _FirstAnswers:
+    """A chunk's progress while its first answers arrive: each answer counts as its share of the chunk's items, so
+    a long chunk (a local model generating hundreds of answers) moves the progress line before it ends. Re-asks
+    add nothing; `finish` reports what is left (answers from the cache, items with nothing to ask)."""
+
+    def __init__(self, report: Progress, items: int):
+        self.report, self.left, self.share = report, float(items), 0.0
+
+    def expect(self, requests: int) -> None:
+        self.share = self.left / requests if requests else 0.0
+
+    def answered(self, count: int) -> None:
+        step = min(self.left, self.share * count)
+        if step > 0:
+            self.left -= step
+            self.report(step)
+
+    def finish(self) -> None:
+        if self.left > 0:
+            self.report(self.left)
+            self.left = 0.0
 
 
 class Judge:
@@ -44,9 +67,10 @@ class Judge:
         self.stats: Counter = Counter()
         self._answers: dict[str, Completion] = {}  # request key -> answer, for this run
 
-    def _send(self, conversations: list[Conversation], schemas: list[dict | None]) -> list[Completion]:
-        """Answers in order. A request answered before in this run, or in an earlier run with the same `cache`,
-        is not sent again."""
+    def _send(self, conversations: list[Conversation], schemas: list[dict | None],
+              progress: _FirstAnswers | None = None) -> list[Completion]:
+        """Answers in order, each answer sent counted in `progress`. A request answered before in this run, or in
+        an earlier run with the same `cache`, is not sent again."""
         described = self.backend.describe()
         keys = [json.dumps([described.get("backend"), self.backend.model_name, self.backend.settings.describe(), c, s],
                            sort_keys=True) for c, s in zip(conversations, schemas)]
@@ -59,8 +83,10 @@ class Judge:
             missing = [k for k in missing if k not in self._answers]
         by_key = dict(zip(keys, zip(conversations, schemas)))
         asked = [by_key[k] for k in missing]
-        answers = (self.backend.complete([c for c, _ in asked], [s for _, s in asked]) if self.structured
-                   else self.backend.complete([c for c, _ in asked]))
+        if progress is not None:
+            progress.expect(len(asked))
+        answers = self.backend.complete([c for c, _ in asked], [s for _, s in asked] if self.structured else None,
+                                        on_answered=progress.answered if progress is not None else None)
         fresh = dict(zip(missing, answers))
         for key, answer in fresh.items():
             self.stats["requests"] += 1
@@ -74,9 +100,9 @@ class Judge:
         return [self._answers.get(k) or fresh[k] for k in keys]
 
     def score_items(self, items: Sequence[Item], on_progress: Progress | None = None) -> list[ItemResult]:
-        results = self._by_logprobs(items) if self.scoring == "logprobs" else self._by_text(items)
-        if on_progress is not None:
-            on_progress(float(len(items)))
+        progress = _FirstAnswers(on_progress or (lambda done: None), len(items))
+        results = self._by_logprobs(items) if self.scoring == "logprobs" else self._by_text(items, progress)
+        progress.finish()
         return results
 
     def _by_logprobs(self, items: Sequence[Item]) -> list[ItemResult]:
@@ -107,7 +133,7 @@ class Judge:
             results.append(result)
         return results
 
-    def _by_text(self, items: Sequence[Item]) -> list[ItemResult]:
+    def _by_text(self, items: Sequence[Item], progress: _FirstAnswers) -> list[ItemResult]:
         results: list[ItemResult | None] = [None] * len(items)
         pending: dict[int, list[Conversation]] = {}
         for i, item in enumerate(items):
@@ -122,7 +148,7 @@ class Judge:
             order = list(pending)
             flat = [c for i in order for c in pending[i]]
             schemas = [self.task.schema(items[i]) if self.structured else None for i in order for _ in pending[i]]
-            answers = iter(self._send(flat, schemas))
+            answers = iter(self._send(flat, schemas, progress if attempt == 0 else None))
             again: dict[int, list[Conversation]] = {}
             for i in order:
                 got = [next(answers) for _ in pending[i]]
@@ -130,9 +156,7 @@ class Judge:
                 failed = next((a for a in got if a.error), None)
                 if failed is None and any(a.cut_off for a in got):
                     self.stats["answers cut off at the token limit"] += 1
-                    results[i] = self._failed(items[i], f"the judge's answer was cut off at --max-new-tokens "
-                                              f"{self.backend.settings.max_tokens} before it finished (raise "
-                                              "--max-new-tokens)", raw)
+                    results[i] = self._failed(items[i], cut_off(self.backend.settings.max_tokens), raw)
                     continue
                 if failed is not None:
                     if failed.retryable and attempt < self.retries:

@@ -16,7 +16,7 @@ import torch
 from ..engine import EngineOptions, plan_batches
 from ..loading import LoadOptions, hub_access, load_model, load_tokenizer
 from ..scorer import Conversation
-from .backends import Completion, GenerationSettings, LabelDistribution, LabelRequest, distribution
+from .backends import Answered, Completion, GenerationSettings, LabelDistribution, LabelRequest, distribution
 
 # Generation keeps a KV cache per row and step: smaller batches than scoring.
 DEFAULT_BATCH = EngineOptions(batch_size=8, max_tokens_per_batch=4096, min_fill=0.8)
@@ -50,7 +50,8 @@ class TransformersBackend:
             ids = ids[1:]
         return ids
 
-    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None) -> list[Completion]:
+    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None,
+                 on_answered: Answered | None = None) -> list[Completion]:
         """`schemas` are not enforced while generating here (no constrained decoding); the judge validates the
         JSON of every answer against the task's parser either way."""
         encoded = [self.encode(list(c)) for c in conversations]
@@ -58,6 +59,8 @@ class TransformersBackend:
         for batch in plan_batches([len(ids) for ids in encoded], self.batching):
             for index, (text, cut_off) in zip(batch, self._generate([encoded[i] for i in batch])):
                 answers[index] = Completion(text, cut_off=cut_off)
+            if on_answered is not None:
+                on_answered(len(batch))
         return answers  # type: ignore[return-value]
 
     @torch.inference_mode()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..vllm_setup import import_vllm, llm_arguments
 from ..scorer import Conversation
-from .backends import Completion, GenerationSettings, LabelDistribution, LabelRequest, distribution
+from .backends import Answered, Completion, GenerationSettings, LabelDistribution, LabelRequest, distribution
 
 
 @dataclass
@@ -38,11 +38,14 @@ class VLLMBackend:
         options.update(overrides)
         return SamplingParams(**options)
 
-    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None) -> list[Completion]:
+    def complete(self, conversations: Sequence[Conversation], schemas: Sequence[dict] | None = None,
+                 on_answered: Answered | None = None) -> list[Completion]:
         if not conversations:
             return []
         params = [self._params(schemas[i] if schemas else None) for i in range(len(conversations))]
         outputs = self.llm.chat([list(c) for c in conversations], params, use_tqdm=False)
+        if on_answered is not None:  # vLLM answers the whole call at once
+            on_answered(len(outputs))
         return [Completion(out.outputs[0].text, cut_off=out.outputs[0].finish_reason == "length") for out in outputs]
 
     def label_probabilities(self, requests: Sequence[LabelRequest]) -> list[LabelDistribution]:
