@@ -224,27 +224,22 @@ def test_automatic_options_take_the_recorded_choice_and_explicit_ones_stay():
 
 
 DEFAULT_ROWS = 300
-LEFTOVER = "chunk-999999.jsonl.tmp"  # a stray file that a resumed run removes as soon as it opens the output
+CHUNK = 20
 
 
-def run_link(args: list[str], out: Path, moment: float | None, env: dict) -> Run:
-    """One run of a chain; its working window starts when it has opened the output: the partial folder appears
-    (a fresh run), or the leftover planted in it is removed (a resumed run, after loading the model)."""
-    folder = partial_folder(out)
-    if folder.is_dir():
-        (folder / LEFTOVER).write_text("")
+def run_link(args: list[str], out: Path, kill_at_rows: int | None, delay: float, env: dict) -> Run:
+    """One run of a chain, killed `delay` seconds after at least `kill_at_rows` input rows are committed (so that
+    every kill lands in the middle of the run, however fast or slow the machine is), or left to finish (None)."""
     process = subprocess.Popen([sys.executable, "-m", "rewardmill.cli", *args], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 300
-    while (not folder.exists() or (folder / LEFTOVER).exists()) and process.poll() is None \
-            and time.monotonic() < deadline:
-        time.sleep(0.003)
     started = time.monotonic()
+    deadline = started + 300
     while process.poll() is None and time.monotonic() < deadline:
-        if moment is not None and time.monotonic() >= started + moment:
+        if kill_at_rows is not None and committed_rows(out) >= kill_at_rows:
+            time.sleep(delay)
             process.send_signal(signal.SIGKILL)
             break
-        time.sleep(0.002)
+        time.sleep(0.005)
     output, _ = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
     return Run(time.monotonic() - started, process.returncode, output)
 
@@ -256,21 +251,23 @@ class Chain:
     last: Run
 
 
-def kill_chain(args: list[str], out: Path, moments: list[float], env: dict) -> Chain:
-    """Kill the run at each moment (scaled to the work left), resuming each time; then let a resume finish."""
+def kill_chain(args: list[str], out: Path, plan: list[tuple[int, float]], env: dict) -> Chain:
+    """Kill the run once `chunks` more chunks are committed (plus a delay), resuming each time; then let a
+    resume finish."""
     lefts, choices = [], []
-    for moment in moments:
-        killed = run_link([*args, "--resume"], out, moment * (1 - committed_rows(out) / DEFAULT_ROWS), env)
+    for chunks, delay in plan:
+        killed = run_link([*args, "--resume"], out, committed_rows(out) + chunks * CHUNK, delay, env)
         assert killed.returncode in (-signal.SIGKILL, 0), killed.output
         lefts.append(committed_rows(out))
         choices.append(recorded_choices(out))
-    return Chain(lefts, choices, run_link([*args, "--resume"], out, None, env))
+    return Chain(lefts, choices, run_link([*args, "--resume"], out, None, 0.0, env))
 
 
 @needs_onednn
 def test_score_with_default_settings_killed_ten_times_resumes_to_the_same_bytes(tmp_path, llama_dir):
     """No --threads or --cpu-kernel: each process times torch's kernel against oneDNN (which round differently)
-    and 1 thread against 2, on a busy machine. Two chains (JSONL, Parquet) of five kills each; every resume must
+    and 1 thread against 2, on a busy machine. Two chains (JSONL, Parquet) of five kills each, every one in the middle
+    of the run (after 1 or 2 more committed chunks and a seeded delay of up to 50 ms); every resume must
     take the recorded choices, so the output is byte-identical to an uninterrupted run with those choices."""
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in score_rows()[:DEFAULT_ROWS]))
@@ -278,7 +275,7 @@ def test_score_with_default_settings_killed_ten_times_resumes_to_the_same_bytes(
     formats = ("jsonl", "parquet")
 
     def args(out: Path, *flags: str) -> list[str]:
-        return ["score", str(source), "-m", str(llama_dir), "-o", str(out), "--chunk-rows", "20", *flags]
+        return ["score", str(source), "-m", str(llama_dir), "-o", str(out), "--chunk-rows", str(CHUNK), *flags]
 
     references: dict[tuple, Path] = {}
 
@@ -297,8 +294,9 @@ def test_score_with_default_settings_killed_ten_times_resumes_to_the_same_bytes(
     outs = {fmt: tmp_path / f"killed.{fmt}" for fmt in formats}
     with ThreadPoolExecutor(2) as pool:
         windows = dict(zip(formats, pool.map(lambda fmt: run_link(args(uninterrupted[fmt]), uninterrupted[fmt], None,
-                                                                  env), formats)))
-        plans = {fmt: [rng.uniform(0, 1.1 * windows[fmt].seconds) for _ in range(5)] for fmt in formats}
+                                                                  0.0, env), formats)))
+        # five kills of a 15-chunk run, each 1 or 2 chunks on and up to 50 ms into the next: always mid-run
+        plans = {fmt: [(rng.randint(1, 2), rng.uniform(0, 0.05)) for _ in range(5)] for fmt in formats}
         chains = dict(zip(formats, pool.map(lambda fmt: kill_chain(args(outs[fmt]), outs[fmt], plans[fmt], env),
                                             formats)))
     every_choice = [(k, t) for k in ("torch", "onednn") for t in (1, 2)]
