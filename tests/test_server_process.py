@@ -50,13 +50,21 @@ class Served:
         output, _ = self.process.communicate(timeout=60)
         return output
 
-    def formed(self) -> tuple[float, float]:
+    def metrics(self, prefix: str) -> dict[str, float]:
         values = {}
-        for line in httpx.get(self.url + "/metrics").text.splitlines():
-            if line.startswith("rewardmill_formed_batch_rows_"):
+        for line in httpx.get(self.url + "/metrics", timeout=30).text.splitlines():
+            if line.startswith(prefix):
                 name, value = line.split()
                 values[name] = float(value)
+        return values
+
+    def formed(self) -> tuple[float, float]:
+        values = self.metrics("rewardmill_formed_batch_rows_")
         return values["rewardmill_formed_batch_rows_sum"], values["rewardmill_formed_batch_rows_count"]
+
+    def inputs_received(self) -> float:
+        """Inputs queued or already taken from the queue: every input of every request the server has read."""
+        return self.formed()[0] + self.metrics("rewardmill_queue_depth")["rewardmill_queue_depth"]
 
 
 def query(i: int, words: int = 12) -> str:
@@ -76,7 +84,12 @@ def test_sigterm_while_busy_finishes_the_requests_in_flight_then_exits(llama_dir
 
     with ThreadPoolExecutor(24) as pool:
         futures = [pool.submit(ask, i) for i in range(24)]
-        time.sleep(0.5)
+        # SIGTERM once the server has read every request (a request still unread when the listener closes is
+        # refused, which is not what this test is about), while the model is still busy with them
+        deadline = time.monotonic() + 60
+        while server.inputs_received() < 24 * 16 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.formed()[0] < 24 * 16, "the model must still be busy when SIGTERM arrives"
         terminated = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         results = [f.result() for f in futures]
