@@ -35,6 +35,7 @@ import torch
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 from common import floors  # noqa: E402
+
 KIT = BENCH_DIR / ".cache" / "gpu-kit"
 NOMINAL_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}
 SYNTHETIC_LENGTHS = (1024, 2048, 4096)
@@ -164,9 +165,9 @@ def main() -> None:
     from transformers import AutoTokenizer, LlamaForSequenceClassification
 
     from rewardmill import RewardModel
-    from rewardmill.adapters import TextOptions
-    from rewardmill.adapters.classifier import ClassifierAdapter
-    from rewardmill.engine import EngineOptions, plan_batches
+    from rewardmill.reward_models.adapters import TextOptions
+    from rewardmill.reward_models.adapters.classifier import ClassifierAdapter
+    from rewardmill.reward_models.engines.transformers_engine import EngineOptions, plan_batches
 
     device = args.device
     tokenizer = AutoTokenizer.from_pretrained(KIT / "tokenizer")

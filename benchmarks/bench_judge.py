@@ -49,9 +49,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from real_models import smollm2_dir
+
     from rewardmill.judges import GenerationSettings, Judge, OpenAIBackend, make_task
     from rewardmill.judges.local import TransformersBackend
-    from rewardmill.engine import EngineOptions
+    from rewardmill.reward_models.engines.transformers_engine import EngineOptions
 
     data = rows(args.rows, args.data_dir)
     settings = GenerationSettings(max_tokens=args.max_new_tokens)

@@ -30,8 +30,8 @@ def main() -> None:
 
     from rewardmill import RowOptions, score_file
     from rewardmill.cli import ModelArgs
-    from rewardmill.cpu import CpuOptions
-    from rewardmill.ray_scoring import RayOptions, score_with_ray
+    from rewardmill.reward_models.cpu import CpuOptions
+    from rewardmill.runs.ray import RayOptions, score_with_ray
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

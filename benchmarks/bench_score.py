@@ -107,7 +107,7 @@ def baselines(model, tokenizer, lengths: list[int]) -> list[Strategy]:
 def engines(model_dir: Path, settings: list[tuple[int, int]], conversations, ids: list[list[int]]) -> list[Strategy]:
     """One RewardModel per engine setting, loaded now so that loading is never timed."""
     from rewardmill import RewardModel
-    from rewardmill.engine import plan_batches
+    from rewardmill.reward_models.engines.transformers_engine import plan_batches
 
     strategies = []
     lengths = [len(x) for x in ids]
@@ -192,8 +192,8 @@ def markdown(results: list[dict]) -> str:
 
 def main() -> None:
     args = parse_args()
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
     import transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model_dir = build_smol_llama_rm(args.cache_dir)
     conversations, skipped = load_hh_conversations(args.rows, args.data_dir)

@@ -177,7 +177,7 @@ def main() -> None:
     from transformers import AutoModelForSequenceClassification
 
     from rewardmill import RewardModel
-    from rewardmill.engine import plan_batches
+    from rewardmill.reward_models.engines.transformers_engine import plan_batches
 
     torch.set_num_threads(args.threads)
     model_dir = build_smol_llama_rm()

@@ -22,7 +22,7 @@ def main() -> None:
     job = json.loads(sys.stdin.readline())
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from rewardmill.vllm_setup import free_memory_share
+    from rewardmill.reward_models.engines.vllm_setup import free_memory_share
 
     # Two workers may share the machine (one paused): each asks for a quarter of the RAM free when it starts.
     share = job.get("gpu_memory_utilization") or free_memory_share(headroom=0.25)

@@ -8,7 +8,6 @@ os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="rewardmill-hf-modules-
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
 import toy_models  # noqa: E402
 
 torch.set_num_threads(1)

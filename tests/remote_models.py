@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import torch
-
 import toy_models
 
 MARKER = "IMPORTED_{name}"

@@ -1,8 +1,8 @@
 """Every bad-input case gets a per-row error naming the row and the problem; good rows are still scored."""
 
 import pytest
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rewardmill import RewardModel, RowError, RowOptions, score_rows
 

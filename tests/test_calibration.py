@@ -7,15 +7,15 @@ import statistics
 import httpx
 import pytest
 import torch
+from server_harness import running
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
 from rewardmill import RewardModel
-from rewardmill.calibration import Calibration
 from rewardmill.cli import app
 from rewardmill.errors import OptionsError
+from rewardmill.evaluation.calibration import Calibration
 from rewardmill.server import create_app
-from server_harness import running
 
 runner = CliRunner()
 ROWS = [{"instruction": f"question {i}", "response": "answer " * (i % 7 + 1)} for i in range(20)]

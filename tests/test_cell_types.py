@@ -256,7 +256,7 @@ def test_resume_writes_what_an_uninterrupted_run_writes(tmp_path, monkeypatch, f
     whole, reference = score(tmp_path, rows, fmt, name="reference")
     assert whole.exit_code == 0, whole.output
     with monkeypatch.context() as patch:
-        patch.setattr("rewardmill.baselines.LengthScorer.score_items", interrupted_on_the_third_call())
+        patch.setattr("rewardmill.reward_models.baselines.LengthScorer.score_items", interrupted_on_the_third_call())
         stopped, out = score(tmp_path, rows, fmt)
     assert stopped.exit_code == 130 and "8 input rows are committed" in stopped.output, stopped.output
     resumed, out = score(tmp_path, rows, fmt, "--resume")
@@ -284,7 +284,7 @@ def nan_for_some(self, items, on_progress=None):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_nan_or_infinite_score_is_a_null_score_with_an_error(tmp_path, monkeypatch, fmt):
-    monkeypatch.setattr("rewardmill.baselines.LengthScorer.score_items", nan_for_some)
+    monkeypatch.setattr("rewardmill.reward_models.baselines.LengthScorer.score_items", nan_for_some)
     rows = make_rows()
     rows[3]["response"], rows[9]["response"], rows[10]["response"] = "nan", "inf", "-inf"
     result, out = score(tmp_path, rows, fmt)

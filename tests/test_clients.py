@@ -13,13 +13,13 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from server_harness import running
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import rewardmill.clients as clients
 from rewardmill import RewardModel
 from rewardmill.clients import RewardClient, RewardServerError, compute_score, compute_score_async, trl_reward_func
 from rewardmill.server import create_app
-from server_harness import running
 
 TOL = 1e-4
 

@@ -2,8 +2,8 @@
 
 import torch
 
-from rewardmill import cpu
-from rewardmill.cpu import CpuOptions
+from rewardmill.reward_models import cpu
+from rewardmill.reward_models.cpu import CpuOptions
 
 
 def make_model():

@@ -6,12 +6,12 @@ import random
 import sys
 
 import pytest
+import remote_models
 import torch
 from sample_data import conversations
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
-import remote_models
 from rewardmill import ModelLoadError, RewardModel
 from rewardmill.cli import app
 
@@ -243,8 +243,8 @@ def test_bad_quirks_file_is_explained(dirs, tmp_path):
 
 
 def test_builtin_quirks_cover_known_models():
-    from rewardmill.adapters import plan_model
-    from rewardmill.quirks import load_quirks
+    from rewardmill.reward_models.adapters import plan_model
+    from rewardmill.reward_models.quirks import load_quirks
 
     table = load_quirks()
     armo = plan_model("RLHFlow/ArmoRM-Llama3-8B-v0.1", {"model_type": "llama", "auto_map": {

@@ -9,13 +9,13 @@ import shutil
 import threading
 
 import pytest
+import remote_models
 import torch
+import toy_models
 from sample_data import conversations
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
-import remote_models
-import toy_models
 from rewardmill import RewardModel, cpu
 from rewardmill.cli import app
 
@@ -169,7 +169,7 @@ def test_loading_never_changes_the_model_config(llama_dir):
 
 
 def test_a_head_that_is_not_a_plain_linear_is_read_at_the_last_token(model_dirs):
-    from rewardmill.adapters import ClassifierAdapter, TextOptions
+    from rewardmill.reward_models.adapters import ClassifierAdapter, TextOptions
 
     directory = model_dirs["qwen2"]
     tok = AutoTokenizer.from_pretrained(directory)
@@ -266,9 +266,9 @@ def test_cli_reports_its_own_errors_but_not_library_bugs(tmp_path, llama_dir, mo
     def broken(*args, **kwargs):
         raise ValueError("a bug deep inside a library")
 
-    import rewardmill.pipeline
+    import rewardmill.runs.job
 
-    monkeypatch.setattr(rewardmill.pipeline, "run_job", broken)
+    monkeypatch.setattr(rewardmill.runs.job, "run_job", broken)
     result = runner.invoke(app, ["score", str(source), "-m", str(llama_dir), "-o", str(tmp_path / "o.jsonl")])
     assert result.exit_code != 2 and isinstance(result.exception, ValueError)  # a traceback, not "error: ..."
 

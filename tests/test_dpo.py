@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rewardmill.cli import app
-from rewardmill.preferences import SKIP_FEW, SKIP_TIE, DPOOptions, DPOSummary, format_dpo
+from rewardmill.preferences.formatting import SKIP_FEW, SKIP_TIE, DPOOptions, DPOSummary, format_dpo
 
 runner = CliRunner()
 Q = "What's 2+2?"

@@ -8,8 +8,8 @@ import json
 
 from typer.testing import CliRunner
 
-from rewardmill import error_groups
 from rewardmill.cli import app
+from rewardmill.rows import error_groups
 
 runner = CliRunner()
 
@@ -80,7 +80,7 @@ def test_one_rare_error_is_not_hidden_by_a_frequent_one_and_resume_reports_the_s
 
     # a run interrupted after its first chunks: the resumed run's report counts the committed chunks too
     from rewardmill import RowOptions, score_file
-    from rewardmill.baselines import LengthScorer
+    from rewardmill.reward_models.baselines import LengthScorer
 
     interrupted = tmp_path / "resumed.jsonl"
 

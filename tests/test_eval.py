@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from rewardmill import LengthScorer, RewardModel
-from rewardmill.baselines import RandomScorer
 from rewardmill.cli import app
 from rewardmill.errors import InputError
 from rewardmill.evaluation import Evaluation, Pair, ScorerRun, load_pairs, score_pairs
 from rewardmill.evaluation.metrics import accuracy, agreement, length_buckets, outcome
+from rewardmill.reward_models.baselines import RandomScorer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 runner = CliRunner()
@@ -205,6 +205,7 @@ def test_a_pairwise_judge_counts_ties_and_inconsistent_verdicts_as_wrong(tmp_pat
 
 def test_a_rating_judge_scores_each_answer(tmp_path):
     from fake_judge_server import FakeJudgeServer
+
     from rewardmill.judges import GenerationSettings, Judge, OpenAIBackend, make_task
 
     pairs = [Pair(USER, "four", "a", "all"), Pair(USER, "b", "three", "all"), Pair(USER, "same", "also", "all")]
@@ -217,7 +218,7 @@ def test_a_rating_judge_scores_each_answer(tmp_path):
 def test_an_unreadable_line_is_a_row_error(tmp_path):
     source = tmp_path / "pairs.jsonl"
     source.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{not json\n')
-    from rewardmill.readers import read_rows
+    from rewardmill.rows.readers import read_rows
 
     pairs, errors, _ = load_pairs(read_rows(source).rows)
     assert len(pairs) == 1 and errors == ["row 1: line 2 is not valid JSON (Expecting property name enclosed in double quotes)"]

@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from rewardmill import LengthScorer
-from rewardmill.baselines import RandomScorer
 from rewardmill.evaluation import Evaluation, Pair, score_pairs
 from rewardmill.evaluation.report import write_report
+from rewardmill.reward_models.baselines import RandomScorer
 
 BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 needs_browser = pytest.mark.skipif(BROWSER is None and not os.environ.get("CI"),

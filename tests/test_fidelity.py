@@ -131,7 +131,7 @@ def test_packed_batches_equal_the_single_row_reference(model_dirs, references, f
 
 
 def test_packing_is_chosen_for_flash_attention_only(model_dirs):
-    from rewardmill.engine import packs_by_default
+    from rewardmill.reward_models.engines.transformers_engine import packs_by_default
 
     model = RewardModel.from_pretrained(str(model_dirs["llama"]))
     assert not model.engine.packing and "padded" in model.describe()["batching"]
@@ -154,7 +154,7 @@ def test_encoding_ahead_in_parts_gives_the_same_scores_and_errors(model_dirs, re
     """On a GPU the next part is encoded in a background thread while the model runs; forced on here."""
     import threading
 
-    import rewardmill.model as model_module
+    import rewardmill.reward_models.model as model_module
     from rewardmill import score_rows
 
     monkeypatch.setattr(model_module, "ENCODE_AHEAD_ROWS", 5)
@@ -186,7 +186,7 @@ def test_flex_attention_packs_by_default_and_keeps_rows_apart(model_dirs, refere
 def test_flash_attention_is_the_gpu_default_only_when_installed_and_half_precision(monkeypatch):
     import importlib.util
 
-    from rewardmill.loading import LoadOptions, default_attention
+    from rewardmill.reward_models.loading import LoadOptions, default_attention
 
     real = importlib.util.find_spec
     for installed in (True, False):

@@ -118,12 +118,12 @@ def test_max_length_beyond_the_model_positions_is_refused_at_load(tmp_path, bert
 
 @pytest.fixture
 def no_model_load(monkeypatch):
-    import rewardmill.model
+    import rewardmill.reward_models.model
 
     def never(*args, **kwargs):
         raise AssertionError("the model was loaded before the paths were checked")
 
-    monkeypatch.setattr(rewardmill.model.RewardModel, "load", never)
+    monkeypatch.setattr(rewardmill.reward_models.model.RewardModel, "load", never)
 
 
 @pytest.mark.parametrize("case", ["missing", "txt-input", "bad-output", "parquet-named-jsonl"])
@@ -162,7 +162,7 @@ def test_a_device_this_torch_cannot_use_is_one_clear_line(tmp_path, llama_dir):
 def hub_down(monkeypatch):
     from huggingface_hub import constants
 
-    from rewardmill import hub
+    from rewardmill.reward_models import hub
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub, "endpoint", lambda: "http://127.0.0.1:9")  # nothing listens there
@@ -173,7 +173,7 @@ def hub_down(monkeypatch):
 
 def test_an_unreachable_hub_is_detected_once_and_quickly(hub_down, monkeypatch):
     from rewardmill import ModelLoadError
-    from rewardmill.loading import LoadOptions, hub_access
+    from rewardmill.reward_models.loading import LoadOptions, hub_access
 
     started = time.perf_counter()
     with pytest.raises(ModelLoadError, match="cannot be reached.*not in the local cache.*local directory"):
@@ -187,7 +187,7 @@ def test_an_unreachable_hub_is_detected_once_and_quickly(hub_down, monkeypatch):
 
 
 def test_the_fallback_answers_to_its_hub_names(tmp_path):
-    from rewardmill.defaults import fallback_model_dir
+    from rewardmill.reward_models.defaults import fallback_model_dir
 
     source = write_jsonl(tmp_path / "in.jsonl", [{"instruction": Q, "response": "Paris is the capital."}])
     by_dir, by_name = tmp_path / "a.jsonl", tmp_path / "b.jsonl"

@@ -8,15 +8,15 @@ import json
 
 import pytest
 import torch
+import toy_models
 from fake_judge_server import FakeJudgeServer
 from typer.testing import CliRunner
 
-import toy_models
-from rewardmill import pipeline
 from rewardmill.cli import app
 from rewardmill.errors import OptionsError
 from rewardmill.judges import GenerationSettings
 from rewardmill.judges.spec import JudgeSpec
+from rewardmill.runs import job as pipeline
 
 runner = CliRunner()
 

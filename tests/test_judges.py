@@ -6,9 +6,9 @@ import json
 import logging
 
 import pytest
+from fake_judge_server import FakeJudgeServer
 from typer.testing import CliRunner
 
-from fake_judge_server import FakeJudgeServer
 from rewardmill import score_rows
 from rewardmill.cli import app
 from rewardmill.judges import GenerationSettings, Judge, OpenAIBackend, make_task
@@ -317,7 +317,7 @@ def test_logprob_scoring_locally_matches_an_independent_forward_pass(smollm2):
     tok = AutoTokenizer.from_pretrained(smollm2)
     model = AutoModelForCausalLM.from_pretrained(smollm2).eval()
     task = make_task("rating")
-    from rewardmill.rows import row_item, Shape
+    from rewardmill.rows.shapes import Shape, row_item
 
     for row, out in zip(rows, got):
         (conversation,) = task.requests(row_item(row, Shape.instruction_response).item, top=9)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from fake_judge_server import FakeJudgeServer
-from rewardmill.checkpoint import committed_rows, partial_folder
+
+from rewardmill.runs.checkpoint import committed_rows, partial_folder
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -141,10 +141,10 @@ import itertools  # noqa: E402
 import torch  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-import rewardmill.pipeline  # noqa: E402
-from rewardmill import cpu  # noqa: E402
-from rewardmill.checkpoint import recorded_choices  # noqa: E402
+import rewardmill.runs.job  # noqa: E402
 from rewardmill.cli import app  # noqa: E402
+from rewardmill.reward_models import cpu  # noqa: E402
+from rewardmill.runs.checkpoint import recorded_choices  # noqa: E402
 
 runner = CliRunner()
 needs_onednn = pytest.mark.skipif(not cpu.onednn_available(), reason="needs torch's oneDNN linear")
@@ -164,7 +164,7 @@ def timings_favouring(kernel: str, calls: list) -> callable:
 
 
 def interrupted_after(chunks: int):
-    real = rewardmill.pipeline.score_row_chunks
+    real = rewardmill.runs.job.score_row_chunks
 
     def score_row_chunks(*args, **kwargs):
         for number, chunk in enumerate(real(*args, **kwargs)):
@@ -185,7 +185,7 @@ def test_a_resume_makes_the_interrupted_runs_timed_choice_instead_of_timing_agai
         with monkeypatch.context() as patch:
             patch.setattr(cpu, "probe_seconds", timings_favouring(favoured, calls))
             if "interrupt" in extra:
-                patch.setattr(rewardmill.pipeline, "score_row_chunks", interrupted_after(2))
+                patch.setattr(rewardmill.runs.job, "score_row_chunks", interrupted_after(2))
             flags = [flag for flag in extra if flag != "interrupt"]
             result = runner.invoke(app, ["score", str(source), "-m", str(llama_dir), "-o", str(out),
                                          "--chunk-rows", "10", *flags])
@@ -207,9 +207,9 @@ def test_a_resume_makes_the_interrupted_runs_timed_choice_instead_of_timing_agai
 
 
 def test_automatic_options_take_the_recorded_choice_and_explicit_ones_stay():
-    from rewardmill.choices import reuse
-    from rewardmill.engine import EngineOptions
-    from rewardmill.loading import LoadOptions
+    from rewardmill.reward_models.choices import reuse
+    from rewardmill.reward_models.engines.transformers_engine import EngineOptions
+    from rewardmill.reward_models.loading import LoadOptions
 
     recorded = {"cpu": {"kernel": "onednn", "threads": 2, "prepack": False},
                 "engine": {"engine": "transformers", "device": "cpu", "batch_size": 16, "max_tokens_per_batch": 1024,

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from rewardmill import EngineOptions, LoadOptions, ModelLoadError, RewardModel
 from rewardmill.cli import app
-from rewardmill.defaults import HUB_DEFAULT, fallback_model_dir, installed_weights, resolve_default_model
-from rewardmill.engine import plan_batches
+from rewardmill.reward_models.defaults import HUB_DEFAULT, fallback_model_dir, installed_weights, resolve_default_model
+from rewardmill.reward_models.engines.transformers_engine import plan_batches
 
 SECRET = "hf_SECRETtoken1234567890"
 

@@ -5,8 +5,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
 from rewardmill import EngineOptions, RewardModel, RowError
-from rewardmill.adapters import PairOptions, TextOptions
-from rewardmill.adapters.pair import PairAdapter
+from rewardmill.reward_models.adapters import PairOptions, TextOptions
+from rewardmill.reward_models.adapters.pair import PairAdapter
 
 Q, A = "what is the capital of france?", "paris is the capital."
 CONV = [{"role": "user", "content": Q}, {"role": "assistant", "content": A}]

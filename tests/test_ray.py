@@ -14,10 +14,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from rewardmill import RowOptions, score_file  # noqa: E402
+from rewardmill import RowOptions, score_file  # noqa: E402  # noqa: E402
 from rewardmill.cli import ModelArgs  # noqa: E402
-from rewardmill.cpu import CpuOptions  # noqa: E402
-from rewardmill.ray_scoring import RayOptions, parts_folder, score_with_ray  # noqa: E402
+from rewardmill.reward_models.cpu import CpuOptions  # noqa: E402
+from rewardmill.runs.ray import RayOptions, parts_folder, score_with_ray  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -128,9 +128,8 @@ def test_a_driver_killed_mid_run_resumes_without_duplicates_or_gaps(job, tmp_pat
 def test_ray_reads_the_score_where_the_models_own_forward_reads(local_ray, tmp_path):
     """pad == EOS: every Ray actor reads where transformers' forward reads on one unpadded row (issue 27)."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     import toy_models
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     directory = toy_models.build_pad_is_eos_rm("llama", tmp_path / "pad-eos", seed=5)
     tok = AutoTokenizer.from_pretrained(directory)
@@ -157,7 +156,7 @@ def test_a_column_whose_type_changes_is_kept_whole_on_ray(local_ray, tmp_path, f
     source.write_text("".join(json.dumps({"instruction": f"q{i}", "response": "a" * (i % 5), "meta": values[i % 8]})
                               + "\n" for i in range(64)))
     single, out = tmp_path / f"single.{fmt}", tmp_path / f"ray.{fmt}"
-    from rewardmill.baselines import LengthScorer
+    from rewardmill.reward_models.baselines import LengthScorer
 
     score_file(source, single, LengthScorer(), RowOptions())
     score_with_ray(source, out, LengthScorer, RowOptions(), RayOptions(actors=2, batch_rows=8))
@@ -166,6 +165,7 @@ def test_a_column_whose_type_changes_is_kept_whole_on_ray(local_ray, tmp_path, f
 
 def test_judge_on_ray_equals_the_single_process_judge(local_ray, tmp_path):
     from fake_judge_server import FakeJudgeServer
+
     from rewardmill.judges.spec import JudgeSpec
 
     source = tmp_path / "in.jsonl"
@@ -187,7 +187,7 @@ def test_without_ray_installed_the_flag_says_how_to_install_it(monkeypatch, tmp_
     import builtins
 
     from rewardmill.errors import OptionsError
-    from rewardmill.ray_scoring import score_with_ray as run
+    from rewardmill.runs.ray import score_with_ray as run
 
     real = builtins.__import__
 

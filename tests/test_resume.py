@@ -8,11 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from rewardmill import LengthScorer, RowOptions, score_file
-from rewardmill.checkpoint import CommittedOutput, committed_rows, describe_changes, partial_folder
 from rewardmill.cli import app
-from rewardmill.dpo_pipeline import open_dpo_job, run_dpo
 from rewardmill.errors import InputError
-from rewardmill.preferences import DPOOptions
+from rewardmill.preferences.formatting import DPOOptions
+from rewardmill.preferences.pipeline import open_dpo_job, run_dpo
+from rewardmill.runs.checkpoint import CommittedOutput, committed_rows, describe_changes, partial_folder
 
 runner = CliRunner()
 FORMATS = ("jsonl", "json", "parquet", "csv")
@@ -202,11 +202,11 @@ def test_the_cli_refuses_a_partial_output_without_resume_or_overwrite(tmp_path):
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
-    import rewardmill.pipeline
+    import rewardmill.runs.job
 
     source = write_jsonl(tmp_path / "in.jsonl", mixed_rows())
     out = tmp_path / "out.jsonl"
-    real = rewardmill.pipeline.score_row_chunks
+    real = rewardmill.runs.job.score_row_chunks
 
     def interrupted_after_two_chunks(*args, **kwargs):
         for number, chunk in enumerate(real(*args, **kwargs)):
@@ -214,7 +214,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             yield chunk
 
-    monkeypatch.setattr(rewardmill.pipeline, "score_row_chunks", interrupted_after_two_chunks)
+    monkeypatch.setattr(rewardmill.runs.job, "score_row_chunks", interrupted_after_two_chunks)
     result = runner.invoke(app, ["score", str(source), "-m", "length", "-o", str(out), "--chunk-rows", "7"])
     assert result.exit_code == 130 and "14 input rows are committed" in result.output and "--resume" in result.output
 

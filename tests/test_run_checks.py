@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import toy_models
 from typer.testing import CliRunner
 
-import toy_models
-from rewardmill import weights
 from rewardmill.cli import app
-from rewardmill.model import RewardModel
+from rewardmill.reward_models import weights
+from rewardmill.reward_models.model import RewardModel
 
 runner = CliRunner()
 UNREADABLE = Path("/proc/self/mem")
@@ -237,7 +237,7 @@ def test_a_file_written_just_now_is_hashed_but_not_remembered(tmp_path):
 
 
 def test_resume_with_replaced_weights_is_refused(tmp_path, two_models, monkeypatch):
-    import rewardmill.pipeline
+    import rewardmill.runs.job
 
     first, second = two_models
     model = tmp_path / "model"
@@ -246,7 +246,7 @@ def test_resume_with_replaced_weights_is_refused(tmp_path, two_models, monkeypat
     out = tmp_path / "out.jsonl"
     args = ["score", str(source), "-o", str(out), "-m", str(model), "--chunk-rows", "4", "--threads", "1",
             "--cpu-kernel", "torch"]
-    real = rewardmill.pipeline.score_row_chunks
+    real = rewardmill.runs.job.score_row_chunks
 
     def interrupted_after_one_chunk(*a, **k):
         for number, chunk in enumerate(real(*a, **k)):
@@ -255,7 +255,7 @@ def test_resume_with_replaced_weights_is_refused(tmp_path, two_models, monkeypat
             yield chunk
 
     with monkeypatch.context() as patch:
-        patch.setattr(rewardmill.pipeline, "score_row_chunks", interrupted_after_one_chunk)
+        patch.setattr(rewardmill.runs.job, "score_row_chunks", interrupted_after_one_chunk)
         assert runner.invoke(app, args).exit_code == 130
     replace_weights_keeping_size_and_mtime(model, second)
     line = one_line_error(runner.invoke(app, [*args, "--resume"]))

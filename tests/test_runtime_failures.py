@@ -89,8 +89,8 @@ def test_the_cli_exits_non_zero_after_failures_while_scoring(tmp_path, model_dir
 
     from typer.testing import CliRunner
 
-    from rewardmill.adapters.classifier import ClassifierAdapter
     from rewardmill.cli import app
+    from rewardmill.reward_models.adapters.classifier import ClassifierAdapter
 
     forward = ClassifierAdapter.forward
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from rewardmill.adapters.classifier import ClassifierAdapter
 from rewardmill.cli import app
+from rewardmill.reward_models.adapters.classifier import ClassifierAdapter
 
 runner = CliRunner()
 

@@ -15,11 +15,11 @@ import random
 import httpx
 import pytest
 import torch
+import toy_models
 from sample_data import conversations
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
-import toy_models
 from rewardmill import RewardModel
 from rewardmill.cli import app
 from rewardmill.errors import OptionsError

@@ -10,12 +10,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import remote_models
 import torch
 from sample_data import conversations
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
-import remote_models
 from rewardmill import (
     Engine,
     EngineOptions,
@@ -129,7 +129,7 @@ def test_rows_are_numbered_from_an_offset_and_chunked_once(tmp_path, monkeypatch
     real = scorer.score_items
     monkeypatch.setattr(scorer, "score_items", lambda items, on_progress=None: (calls.append(len(items)),
                                                                                  real(items, on_progress))[1])
-    from rewardmill.checkpoint import CommittedOutput
+    from rewardmill.runs.checkpoint import CommittedOutput
 
     commit = CommittedOutput.commit
     monkeypatch.setattr(CommittedOutput, "commit",
@@ -263,12 +263,12 @@ def test_a_forced_shape_still_applies_to_every_row():
 
 
 def test_options_are_checked_before_any_weights_load(llama_dir, monkeypatch):
-    import rewardmill.model
+    import rewardmill.reward_models.model
 
     def never(*args, **kwargs):
         raise AssertionError("weights were loaded")
 
-    monkeypatch.setattr(rewardmill.model, "load_model", never)
+    monkeypatch.setattr(rewardmill.reward_models.model, "load_model", never)
     with pytest.raises(OptionsError, match="--objectives does not apply to classifier models; it applies to multi-objective"):
         RewardModel.from_pretrained(str(llama_dir), objectives=True)
     with pytest.raises(OptionsError, match="unknown option 'alhpa'"):
@@ -277,7 +277,7 @@ def test_options_are_checked_before_any_weights_load(llama_dir, monkeypatch):
 
 def test_grouped_options_api(bert_dir):
     from rewardmill import CpuOptions, LoadOptions, TextOptions
-    from rewardmill.adapters import ClassifierOptions, PairOptions
+    from rewardmill.reward_models.adapters import ClassifierOptions, PairOptions
 
     model = RewardModel.load(str(bert_dir), load=LoadOptions(dtype="float32"), text=TextOptions(max_length=64),
                              family=PairOptions(alpha=2.0, token_type_ids=False),
@@ -290,7 +290,7 @@ def test_grouped_options_api(bert_dir):
 
 def test_the_cli_hands_every_model_flag_to_the_api(tmp_path, llama_dir, monkeypatch):
     """Each flag must arrive in the option objects: none may be dropped by a renamed parameter."""
-    import rewardmill.model
+    import rewardmill.reward_models.model
 
     seen = {}
 
@@ -298,7 +298,7 @@ def test_the_cli_hands_every_model_flag_to_the_api(tmp_path, llama_dir, monkeypa
         seen.update(groups, name=name)
         raise OptionsError("captured")
 
-    monkeypatch.setattr(rewardmill.model.RewardModel, "load", staticmethod(capture))
+    monkeypatch.setattr(rewardmill.reward_models.model.RewardModel, "load", staticmethod(capture))
     quirks = tmp_path / "q.json"
     quirks.write_text("[]")
     source = tmp_path / "in.jsonl"
@@ -329,8 +329,8 @@ def test_the_cli_hands_every_model_flag_to_the_api(tmp_path, llama_dir, monkeypa
 
 
 def test_the_registry_is_the_list_of_adapters():
-    from rewardmill.adapters import ADAPTERS, KINDS, FamilyOptions
     from rewardmill.cli import Kind
+    from rewardmill.reward_models.adapters import ADAPTERS, KINDS, FamilyOptions
 
     assert KINDS == tuple(a.kind for a in ADAPTERS) and len(set(KINDS)) == len(KINDS)
     assert [k.value for k in Kind] == ["auto", *KINDS]

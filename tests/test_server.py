@@ -13,12 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import torch
+from server_harness import running
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rewardmill import RewardModel, RowOptions, score_rows
 from rewardmill.clients import RewardClient, RewardServerError
 from rewardmill.server import ServerOptions, create_app
-from server_harness import running
 
 TOL = 1e-4
 CONVS = [

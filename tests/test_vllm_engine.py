@@ -13,13 +13,13 @@ import os
 
 import pytest
 import torch
+import toy_models
 from remote_models import build_armo
 from sample_data import conversations
 from test_fidelity import decoder_reference
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
-import toy_models
 from rewardmill import RewardModel, RowOptions, score_rows
 from rewardmill.cli import app
 from rewardmill.errors import OptionsError

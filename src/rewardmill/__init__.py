@@ -1,48 +1,61 @@
-"""rewardmill: score datasets with reward models, LLM judges and baselines, correctly and fast."""
+"""rewardmill: score datasets with reward models, LLM judges and baselines, correctly and fast.
 
-from .adapters import FamilyOptions, TextOptions
-from .baselines import LengthScorer
-from .cpu import CpuOptions
-from .engine import Engine, EngineOptions
-from .errors import OptionsError, RewardmillError, RowError
-from .loading import LoadOptions, ModelLoadError
-from .model import RewardModel
-from .dpo_pipeline import open_dpo_job, run_dpo
-from .pipeline import Summary, score_file
-from .preferences import DPOColumns, DPOOptions, DPOSummary, format_dpo
-from .row_scoring import RowOptions, score_inputs, score_row_chunks, score_rows
-from .rows import Columns, Shape
-from .scorer import Item, ItemResult, Scorer
+The names below are imported on first use, so `import rewardmill` (and `rewardmill.clients`, which trainers
+load) costs neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "Columns",
-    "DPOColumns",
-    "DPOOptions",
-    "DPOSummary",
-    "CpuOptions",
-    "Engine",
-    "EngineOptions",
-    "FamilyOptions",
-    "Item",
-    "ItemResult",
-    "LengthScorer",
-    "LoadOptions",
-    "ModelLoadError",
-    "OptionsError",
-    "RewardModel",
-    "RewardmillError",
-    "RowError",
-    "RowOptions",
-    "Scorer",
-    "Shape",
-    "Summary",
-    "TextOptions",
-    "format_dpo",
-    "open_dpo_job",
-    "run_dpo",
-    "score_file",
-    "score_inputs",
-    "score_row_chunks",
-    "score_rows",
-]
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "Columns": "rows.shapes", "Shape": "rows.shapes",
+    "RowOptions": "rows.scoring", "score_inputs": "rows.scoring", "score_row_chunks": "rows.scoring",
+    "score_rows": "rows.scoring",
+    "Item": "scorer", "ItemResult": "scorer", "Scorer": "scorer",
+    "OptionsError": "errors", "RewardmillError": "errors", "RowError": "errors",
+    "FamilyOptions": "reward_models.adapters.base", "TextOptions": "reward_models.adapters.base",
+    "LengthScorer": "reward_models.baselines",
+    "CpuOptions": "reward_models.cpu",
+    "Engine": "reward_models.engines.transformers_engine", "EngineOptions": "reward_models.engines.transformers_engine",
+    "LoadOptions": "reward_models.loading", "ModelLoadError": "reward_models.loading",
+    "RewardModel": "reward_models.model",
+    "Summary": "runs.job", "score_file": "runs.job",
+    "DPOColumns": "preferences.formatting", "DPOOptions": "preferences.formatting",
+    "DPOSummary": "preferences.formatting", "format_dpo": "preferences.formatting",
+    "open_dpo_job": "preferences.pipeline", "run_dpo": "preferences.pipeline",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rewardmill' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from .errors import OptionsError, RewardmillError, RowError
+    from .preferences.formatting import DPOColumns, DPOOptions, DPOSummary, format_dpo
+    from .preferences.pipeline import open_dpo_job, run_dpo
+    from .reward_models.adapters.base import FamilyOptions, TextOptions
+    from .reward_models.baselines import LengthScorer
+    from .reward_models.cpu import CpuOptions
+    from .reward_models.engines.transformers_engine import Engine, EngineOptions
+    from .reward_models.loading import LoadOptions, ModelLoadError
+    from .reward_models.model import RewardModel
+    from .rows.scoring import RowOptions, score_inputs, score_row_chunks, score_rows
+    from .rows.shapes import Columns, Shape
+    from .runs.job import Summary, score_file
+    from .scorer import Item, ItemResult, Scorer

@@ -19,15 +19,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from . import error_groups
-from .adapters import KINDS, TextOptions
-from .adapters.base import PADDING_SIDES, TRUNCATIONS
-from .adapters.classifier import SCORE_TOKENS
-from .cpu import KERNELS, CpuOptions
-from .engine import ENGINES, EngineOptions
 from .errors import OptionsError, RewardmillError
-from .loading import DTYPES, LoadOptions
-from .rows import SHAPES, Columns, Shape
+from .reward_models.adapters import KINDS, TextOptions
+from .reward_models.adapters.base import PADDING_SIDES, TRUNCATIONS
+from .reward_models.adapters.classifier import SCORE_TOKENS
+from .reward_models.cpu import KERNELS, CpuOptions
+from .reward_models.engines.transformers_engine import ENGINES, EngineOptions
+from .reward_models.loading import DTYPES, LoadOptions
+from .rows import error_groups
+from .rows.shapes import SHAPES, Columns, Shape
 from .scorer import Scorer
 from .urls import shown as shown_url
 
@@ -141,27 +141,27 @@ class ModelArgs:
     cpu: CpuOptions = CpuOptions()
 
     def scorer(self) -> Scorer:
-        from .baselines import baseline
+        from .reward_models.baselines import baseline
 
         chosen = baseline(self.model)
         if chosen is not None:
             self.refuse_model_options(f"the {self.model} baseline runs no model")
             return chosen
-        from .model import RewardModel
+        from .reward_models.model import RewardModel
 
         return RewardModel.load(self.model, kind=self.kind, load=self.load, text=self.text, family=self.family,
                                 engine=self.engine, cpu=self.cpu, quirks=self.quirks)
 
     def reusing(self, recorded: dict[str, Any] | None) -> ModelArgs:
         """These flags with each automatic choice replaced by the one an interrupted run recorded (`--resume`)."""
-        from .choices import reuse
+        from .reward_models.choices import reuse
 
         load, engine, cpu = reuse(recorded, self.load, self.engine, self.cpu)
         return dataclasses.replace(self, load=load, engine=engine, cpu=cpu)
 
     def refuse_model_options(self, why: str) -> None:
         """An OptionsError naming every reward-model flag that was set, when none of them can apply."""
-        from .options import flag, given_family_options
+        from .reward_models.options import flag, given_family_options
 
         defaults = ModelArgs(self.model, cpu=self.cpu)
         used = [flag(name) for name in given_family_options(self.family)]
@@ -268,7 +268,7 @@ def _calibration(normalize: Path | None):
     """--normalize FILE read (before any model loads), or None."""
     if normalize is None:
         return None
-    from .calibration import Calibration
+    from .evaluation.calibration import Calibration
 
     return Calibration.load(normalize)
 
@@ -287,7 +287,7 @@ def _resumed_args(args: ModelArgs, output: Path, resume: bool) -> ModelArgs:
     shapes...), so the resumed run scores as it did instead of timing and choosing again."""
     if not resume:
         return args
-    from .checkpoint import recorded_choices
+    from .runs.checkpoint import recorded_choices
 
     return args.reusing(recorded_choices(output))
 
@@ -307,7 +307,7 @@ MergeOpt = Annotated[bool, typer.Option("--merge/--no-merge", help="After the ru
 def _score_on_ray(input: Path, output: Path, make_scorer, row_options, *, resume: bool, overwrite: bool,
                   address: str | None, actors: int, gpus_per_actor: float, batch_rows: int, merge: bool,
                   unsupported: dict[str, Any]) -> None:
-    from .ray_scoring import RayOptions, score_with_ray
+    from .runs.ray import RayOptions, score_with_ray
 
     given = [flag for flag, value in unsupported.items() if value is not None]
     if given:
@@ -326,7 +326,7 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Throw away what
 
 def _run_resumable(run, output: Path):
     """`run()`; on Ctrl-C, say how much is committed and how to continue, and exit 130."""
-    from .checkpoint import committed_rows, partial_folder
+    from .runs.checkpoint import committed_rows, partial_folder
 
     try:
         return run()
@@ -369,7 +369,7 @@ def _model_or_default(model: str | None) -> str:
     """The model asked for, or the default one (said on stderr: offline it is not a reward model)."""
     if model is not None:
         return model
-    from .defaults import resolve_default_model
+    from .reward_models.defaults import resolve_default_model
 
     chosen = resolve_default_model()
     typer.secho(chosen.note, fg=typer.colors.YELLOW, err=True)
@@ -429,8 +429,8 @@ def score(
     INPUT may also be a dataset id on the Hugging Face hub (user/name, with --split). The output appears only when
     the run succeeds; an earlier file of that name stays as it was otherwise, and the chunks committed so far stay
     in OUTPUT.partial/ for --resume. An input without rows gives an empty output and exit code 0."""
-    from .pipeline import open_job, run_job
-    from .row_scoring import RowOptions
+    from .rows.scoring import RowOptions
+    from .runs.job import open_job, run_job
 
     _quiet_transformers()
     try:
@@ -444,7 +444,7 @@ def score(
         row_options = RowOptions(columns=columns, shape=None if shape.value == "auto" else Shape(shape.value),
                                  strict=strict, chunk_rows=chunk_rows)
         if cache is not None and not ray:
-            from .preflight import check_score_cache
+            from .runs.preflight import check_score_cache
 
             check_score_cache(cache)
         calibration = _calibration(normalize)
@@ -523,8 +523,8 @@ def judge(
     """Judge every row of INPUT with an LLM and write it, with all its columns, to OUTPUT."""
     from .judges import GenerationSettings
     from .judges.spec import JudgeSpec
-    from .pipeline import open_job, run_job
-    from .row_scoring import RowOptions
+    from .rows.scoring import RowOptions
+    from .runs.job import open_job, run_job
 
     try:
         settings = GenerationSettings(temperature=temperature, max_tokens=max_new_tokens, seed=seed)
@@ -545,7 +545,7 @@ def judge(
             _quiet_transformers()
         job = open_job(str(input), output, split=split, resume=resume, overwrite=overwrite, encoding=encoding)
         if cache is not None:
-            from .preflight import check_answer_cache
+            from .runs.preflight import check_answer_cache
 
             check_answer_cache(cache)
         if ray:
@@ -593,8 +593,8 @@ def dpo(
     **model_flags: Any,
 ) -> None:
     """Build a DPO preference dataset from rated generations (rating them first with -m when asked)."""
-    from .dpo_pipeline import open_dpo_job, run_dpo
-    from .preferences import DPOColumns, DPOOptions
+    from .preferences.formatting import DPOColumns, DPOOptions
+    from .preferences.pipeline import open_dpo_job, run_dpo
 
     try:
         columns = DPOColumns(messages=messages_column, instruction=instruction_column,
@@ -653,7 +653,7 @@ def serve(
 
     _quiet_transformers()
     try:
-        from .preflight import require_extra
+        from .runs.preflight import require_extra
         from .server import ServerOptions
         from .server.run import run_server
 
@@ -691,9 +691,9 @@ def calibrate(
 ) -> None:
     """Score a reference set (INPUT, any shape `score` reads) and save the mean and standard deviation of the
     scores, for `--normalize` in score and serve. Use the same model options there as here."""
-    from .calibration import calibrate as make_calibration
-    from .preflight import check_output_file, open_input
-    from .row_scoring import RowOptions, score_rows
+    from .evaluation.calibration import calibrate as make_calibration
+    from .rows.scoring import RowOptions, score_rows
+    from .runs.preflight import check_output_file, open_input
 
     _quiet_transformers()
     try:
@@ -743,10 +743,10 @@ def eval_command(
 ) -> None:
     """Evaluate reward models, judges and baselines on preference pairs (chosen vs rejected): accuracy with 95%
     bootstrap intervals, per subset, margins, length bias, agreement; writes an HTML report."""
-    from .baselines import BASELINES, RandomScorer, baseline
     from .evaluation import Evaluation, load_pairs, score_pairs, scorer_label
     from .evaluation.report import write_report
-    from .preflight import check_writable_folder, has_module, open_input
+    from .reward_models.baselines import BASELINES, RandomScorer, baseline
+    from .runs.preflight import check_writable_folder, has_module, open_input
 
     _quiet_transformers()
     try:

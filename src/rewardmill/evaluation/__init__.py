@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import InputError, RowError
-from ..rows import UnreadableRow
+from ..rows.shapes import UnreadableRow
 from .layouts import LAYOUTS, Pair, detect_layout, to_pair
 from .run import Evaluation, ScorerRun, score_pairs, scorer_label
 

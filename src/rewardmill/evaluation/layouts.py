@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError, RowError
-from ..rows import UnreadableRow
+from ..rows.shapes import UnreadableRow
 from ..scorer import Message
 
 LAYOUTS = ("pairs", "hh-rlhf", "llmbar")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import error_groups
+from ..rows import error_groups
 from ..scorer import Item, Scorer
 from .layouts import Pair
 from .metrics import Accuracy, accuracy, agreement, bucket_order, length_buckets, outcome

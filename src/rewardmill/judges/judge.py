@@ -11,10 +11,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ..errors import OptionsError
+from ..runs.cache import ResultCache
 from ..scorer import Conversation, Failure, Item, ItemResult, Progress
-from .backends import Backend, Completion, cut_off
-from ..cache import ResultCache
 from . import parsing
+from .backends import Backend, Completion, cut_off
 from .parsing import ParseError
 from .tasks import Task
 

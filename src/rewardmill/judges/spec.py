@@ -45,7 +45,7 @@ class JudgeSpec:
 
     def scorer(self):
         """The judge (a `Scorer`) these options describe."""
-        from ..cache import answer_cache
+        from ..runs.cache import answer_cache
         from .judge import Judge
         from .tasks import make_task
 
@@ -62,11 +62,11 @@ class JudgeSpec:
                                     concurrency=self.concurrency, timeout=self.timeout, max_retries=self.http_retries,
                                     settings=self.settings)
         elif engine == "vllm":
-            from .vllm_engine import VLLMBackend
+            from .vllm_backend import VLLMBackend
 
             backend = VLLMBackend(self.model, self.settings)
         else:
-            from ..loading import LoadOptions
+            from ..reward_models.loading import LoadOptions
             from .local import TransformersBackend
 
             backend = TransformersBackend(self.model, self.settings, load=LoadOptions(device=self.device, dtype=self.dtype),

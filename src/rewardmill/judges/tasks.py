@@ -327,7 +327,7 @@ class CustomTask(Task):
     output_names = ("score", "judgement")
 
     def __init__(self, template: str, *, regex: str | None = None, schema: dict | None = None):
-        from ..adapters.chat import read_template
+        from ..reward_models.adapters.chat import read_template
 
         if (regex is None) == (schema is None):
             raise OptionsError("the custom task needs exactly one of --answer-regex and --answer-schema")

@@ -29,10 +29,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from ..adapters.base import Adapter, Encoded
 from ..errors import OptionsError, RowError
-from ..model import RewardModel
-from ..rows import Columns, Shape
+from ..reward_models.adapters.base import Adapter, Encoded
+from ..reward_models.model import RewardModel
+from ..rows.shapes import Columns, Shape
 from ..scorer import Failure
 from .batcher import MicroBatcher, Overloaded, TooLarge, Work
 from .metrics import Metrics
@@ -422,7 +422,7 @@ def create_app(model: RewardModel, options: ServerOptions = ServerOptions()) -> 
         return results
 
     async def scored_rows(body: RewardsRequest) -> list[dict]:
-        from ..row_scoring import RowOptions, score_rows
+        from ..rows.scoring import RowOptions, score_rows
 
         try:
             columns = Columns(**(body.columns or {}))

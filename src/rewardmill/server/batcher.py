@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..adapters.base import Encoded
+from ..reward_models.adapters.base import Encoded
 
 Runner = Callable[[Sequence[Encoded]], Iterator[dict[int, Any]]]
 

@@ -11,7 +11,7 @@ def run_server(model, *, host: str = "127.0.0.1", port: int = 8000, options: Ser
                access_log: bool = False) -> None:
     import uvicorn
 
-    from ..model import RewardModel
+    from ..reward_models.model import RewardModel
 
     if not isinstance(model, RewardModel):
         raise OptionsError(f"rewardmill serve serves reward models; {getattr(model, 'name', model)} is not one")

@@ -1,0 +1,1 @@
+"""Preference datasets: DPO pair formatting and the `rewardmill dpo` pipeline."""

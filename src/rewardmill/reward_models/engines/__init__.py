@@ -1,0 +1,1 @@
+"""Engines: run encoded rows through a model in batches (transformers, vLLM)."""

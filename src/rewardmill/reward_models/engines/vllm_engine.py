@@ -1,0 +1,154 @@
+"""`--engine vllm`: a decoder sequence classifier run by vLLM's pooling runner instead of torch batches.
+
+rewardmill still renders and tokenizes every row (chat template, BOS policy, truncation, per-row errors) and
+hands vLLM the token ids, so vLLM adds no BOS of its own and sees exactly what the transformers engine would
+run. vLLM packs the sequences without padding, runs the head at each one's last token, and returns the raw
+logits (no activation), which the classifier adapter turns into outputs as it does its own. The adapter keeps
+an empty (meta-device) copy of the model's structure for what it reads from it, so the weights are loaded once,
+by vLLM.
+
+Only what vLLM can run is accepted: built-in decoder sequence classifiers. Models with their own code, pair-input
+encoders and custom heads get an error naming `--engine transformers` before anything loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from ...errors import OptionsError
+from ..adapters import Adapter, Plan
+from ..adapters.base import Encoded
+from ..adapters.chat import PROBE
+from ..cpu import CpuOptions
+from ..loading import LoadOptions, ModelLoadError
+from .transformers_engine import Engine, EngineFailure, EngineOptions, read
+from .vllm_setup import import_vllm, llm_arguments, on_cpu
+
+FLAG = "--engine vllm"
+ALL_AT_ONCE = 1 << 30  # vLLM schedules and packs its own batches: it gets every row of a call at once
+
+
+def vllm_refusal(plan: Plan) -> str | None:
+    """Why vLLM's pooling runner cannot run the model `plan` describes, or None when it can."""
+    if plan.remote_code:
+        return "the model loads with its own Python code (trust_remote_code), which vLLM's pooling runner does not run"
+    if plan.kind != "classifier":
+        return (f"it is read as a {plan.kind} model ({plan.reason}); vLLM's pooling runner scores decoder sequence "
+                "classifiers only")
+    return None
+
+
+def refuse(name: str, reason: str) -> OptionsError:
+    return OptionsError(f"{FLAG} cannot run {name}: {reason}. Use --engine transformers (the default) for it")
+
+
+def check_options(load: LoadOptions, model_kwargs: Mapping[str, Any], cpu: CpuOptions, engine: EngineOptions) -> None:
+    """Refuse the options of the transformers engine that vLLM has no equivalent for, rather than drop them."""
+    given = [flag for flag, used in (
+        ("--device", load.device), ("--device-map", load.device_map), ("--attn-implementation", load.attn_implementation),
+        ("--model-kwarg", model_kwargs), ("--threads N", isinstance(cpu.threads, int)),
+        ("--cpu-kernel", cpu.kernel != "auto"), ("--packing/--no-packing (vLLM always packs)", engine.packing is not None),
+    ) if used]
+    if given:
+        raise OptionsError(f"{', '.join(given)} applies to --engine transformers; vLLM places the model and chooses "
+                           "its kernels and threads itself (pass its own settings with --vllm-option KEY=VALUE)")
+
+
+def vllm_dtype(load: LoadOptions) -> str:
+    dtype = load.torch_dtype()
+    return dtype if isinstance(dtype, str) else str(dtype).replace("torch.", "")
+
+
+def start_llm(name: str, load: LoadOptions, engine: EngineOptions, max_length: int):
+    """vLLM's pooling runner for `name`, started in this process; a ModelLoadError if it will not start."""
+    vllm = import_vllm(FLAG)
+    ours: dict[str, Any] = dict(runner="pooling", dtype=vllm_dtype(load), max_model_len=max_length, seed=0,
+                                trust_remote_code=False)
+    if load.revision:
+        ours["revision"] = load.revision
+    if load.token:
+        ours["hf_token"] = load.token
+    if engine.batch_size:
+        ours["max_num_seqs"] = engine.batch_size
+    if engine.max_tokens_per_batch:
+        ours["max_num_batched_tokens"] = max(engine.max_tokens_per_batch, max_length)
+    try:
+        return vllm.LLM(**llm_arguments(name, engine.vllm_options, **ours))
+    except Exception as error:  # vLLM raises many kinds; the message is what the user needs
+        text = str(error).replace(load.token, "***") if load.token else str(error)
+        raise ModelLoadError(f"vLLM could not start {name}: {type(error).__name__}: {text}. "
+                             "--engine transformers runs the model in torch instead") from None
+
+
+def start_engine(name: str, adapter: Adapter, load: LoadOptions, options: EngineOptions) -> VllmEngine:
+    """Start vLLM on `name` and score one short conversation, so that a model or machine vLLM cannot run fails
+    here, at load time, rather than as an engine failure in the middle of a run."""
+    engine = VllmEngine(adapter, options, start_llm(name, load, options, adapter.max_length))
+    try:
+        engine.step([adapter.encode(PROBE)])
+    except Exception as error:
+        raise ModelLoadError(f"vLLM started {name} but could not score with it: {error}. --engine transformers runs "
+                             "the model in torch instead") from None
+    return engine
+
+
+class VllmEngine(Engine):
+    """The `Engine` interface (`step`, `run`, `run_batches`) over vLLM's `LLM.classify` on token ids."""
+
+    def __init__(self, adapter: Adapter, options: EngineOptions, llm):
+        from vllm import PoolingParams
+
+        if not hasattr(adapter, "outputs_from_logits"):
+            raise OptionsError(f"{FLAG} cannot read the outputs of a {adapter.kind} model")
+        self.adapter = adapter
+        self.llm = llm
+        self.options = replace(options, batch_size=ALL_AT_ONCE, max_tokens_per_batch=ALL_AT_ONCE, min_fill=0.0)
+        self.asked = options  # vLLM's own batch limits (max_num_seqs, max_num_batched_tokens), for describe()
+        self._warned = False
+        self.params = PoolingParams(use_activation=False)
+
+    def plan(self, items: Sequence[Encoded]) -> list[list[int]]:
+        return [list(range(len(items)))] if items else []
+
+    def step(self, items: Sequence[Encoded]) -> list[dict[str, float]]:
+        prompts = [{"prompt_token_ids": list(item.input_ids)} for item in items]
+        try:
+            outputs = self.llm.classify(prompts, pooling_params=self.params, use_tqdm=False)
+        except (ValueError, TypeError):  # vLLM refused a request before running it: bisected to the row
+            raise
+        except Exception as error:  # the engine itself broke; every later call would fail the same way
+            raise EngineFailure(f"vLLM's engine failed: {type(error).__name__}: {error}") from error
+        logits = torch.tensor([list(output.outputs.probs) for output in outputs], dtype=torch.float32)
+        return read(self.adapter.outputs_from_logits(logits))
+
+    @property
+    def runs_on_gpu(self) -> bool:
+        return not on_cpu()
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        import vllm
+
+        return {"engine": f"vllm {vllm.__version__}"}
+
+    @property
+    def choices(self) -> dict[str, Any]:
+        """vLLM schedules its own batches; what was asked of it is in `asked`."""
+        return {"engine": "vllm", "max_num_seqs": self.asked.batch_size,
+                "max_num_batched_tokens": self.asked.max_tokens_per_batch}
+
+    def describe(self) -> dict[str, str]:
+        import vllm
+
+        limits = ", ".join(f"{k} {v}" for k, v in (("max_num_seqs", self.asked.batch_size),
+                                                   ("max_num_batched_tokens", self.asked.max_tokens_per_batch)) if v)
+        return {
+            "engine": f"vllm {vllm.__version__}: vLLM's pooling runner on rewardmill's token ids (chosen with "
+            f"{FLAG}); raw logits of the head at each row's last token",
+            "device": "chosen by vLLM (" + ("CPU" if on_cpu() else "GPU") + ")",
+            "batching": "vLLM's scheduler packs rows without padding" + (f" ({limits})" if limits else ""),
+        }

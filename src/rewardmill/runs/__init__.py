@@ -1,0 +1,1 @@
+"""Committed runs: the job loop (checks, chunks, commit, resume, summary), writers, checkpoint, cache, Ray."""
