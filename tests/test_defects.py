@@ -16,8 +16,9 @@ from sample_data import conversations
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
-from rewardmill import RewardModel, cpu
+from rewardmill import RewardModel
 from rewardmill.cli import app
+from rewardmill.reward_models import cpu
 
 CONVS = conversations(12, seed=11)
 TOL = 1e-5
