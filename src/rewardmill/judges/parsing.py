@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from typing import Any
 
 NUMBER = r"-?\d+(?:\.\d+)?"
@@ -198,7 +197,3 @@ def regex_value(text: str, pattern: str) -> str:
     last = matches[-1]
     return last.group(1) if last.groups() else last.group(0)
 
-
-def check_count(values: Sequence, n: int, what: str) -> None:
-    if len(values) != n:
-        raise ParseError(f"expected {n} {what}, found {len(values)}")
