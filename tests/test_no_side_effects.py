@@ -1,6 +1,7 @@
 """A library user's process is left as it was: importing rewardmill loads neither torch nor transformers, a
 sampling local judge leaves torch's random generators where they were, a long-lived Judge remembers a bounded
-number of answers, and reading a CSV file leaves the csv module's field size limit alone between rows."""
+number of answers, reading a CSV file leaves the csv module's field size limit alone between rows, and drawing the
+eval report's plots leaves matplotlib's backend, settings and pyplot's figures as they were."""
 
 from __future__ import annotations
 
@@ -23,12 +24,38 @@ from rewardmill.scorer import Item
 SOURCE = str(Path(rewardmill.__file__).resolve().parents[1])
 
 
+def run_python(code: str, **env: str) -> str:
+    """What `code` prints in a fresh interpreter that imports this checkout's rewardmill."""
+    env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([SOURCE, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 @pytest.mark.parametrize("module", ["rewardmill", "rewardmill.clients"])
 def test_importing_loads_neither_torch_nor_transformers(module):
-    code = f"import sys, {module}; print(sorted({{'torch', 'transformers'}} & set(sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SOURCE, os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert done.stdout.strip() == "[]", done.stderr
+    assert run_python(f"import sys, {module}; print(sorted({{'torch', 'transformers'}} & set(sys.modules)))") == "[]"
+
+
+PLOTS = """
+import matplotlib, matplotlib.pyplot as plt
+from rewardmill.evaluation import report
+summary = {"pairs": 4, "subsets": ["all"], "agreement": {"a": {"a": 1.0, "b": 0.5}, "b": {"a": 0.5, "b": 1.0}},
+           "scorers": {name: {"accuracy": 0.5, "ci95": [0.4, 0.6], "n": 4, "subsets": {},
+                              "margins": {"edges": [-1.0, 0.0, 1.0], "counts": [1, 3]},
+                              "length_bias": [{"bucket": "0", "n": 4, "accuracy": 0.5, "ci95": [0.4, 0.6]}]}
+                       for name in ("a", "b")}}
+plt.figure()
+before = dict(matplotlib.rcParams)
+for plot in (report.plot_subsets, report.plot_margins, report.plot_length_bias, report.plot_agreement):
+    assert plot(summary).startswith("<svg")
+print(matplotlib.get_backend(), dict(matplotlib.rcParams) == before, plt.get_fignums())
+"""
+
+
+def test_the_report_plots_leave_matplotlib_as_it_was():
+    pytest.importorskip("matplotlib")
+    assert run_python(PLOTS, MPLBACKEND="svg") == "svg True [1]"
 
 
 @pytest.fixture(scope="module")
