@@ -40,7 +40,8 @@ class TransformersBackend:
         self.tokenizer = load_tokenizer(self.model_name, options)
         self.model = load_model(transformers.AutoModelForCausalLM, self.model_name, options)
         self.device = next(self.model.parameters()).device
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad_id = self.tokenizer.pad_token_id
+        self.pad_id = pad_id if pad_id is not None else self.tokenizer.eos_token_id
         self.batching = self.batching.for_device(self.device)
 
     def encode(self, conversation: Conversation) -> list[int]:

@@ -68,7 +68,8 @@ def read_rows(path: str | Path, *, split: str | None = None, encoding: str = DEF
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise InputError(f"--encoding {encoding}: not a text encoding Python knows (e.g. utf-8, latin-1, cp1252)") from None
+        raise InputError(f"--encoding {encoding}: not a text encoding Python knows "
+                         "(e.g. utf-8, latin-1, cp1252)") from None
     if looks_like_hub_id(str(path)):
         return _read_hub_dataset(str(path), split)
     path = Path(path)
