@@ -136,7 +136,7 @@ def seeded(device: torch.device, seed: int | None) -> Iterator[None]:
             torch.default_generator.manual_seed(seed)
             yield
         return
-    module = torch.get_device_module(device.type)
+    module = getattr(torch, device.type)  # torch.cuda, torch.mps, torch.xpu
     with torch.random.fork_rng(devices=range(module.device_count()), device_type=device.type):
         torch.default_generator.manual_seed(seed)
         getattr(module, "manual_seed_all", module.manual_seed)(seed)
