@@ -63,7 +63,8 @@ def detect_layout(row: Any) -> str:
     raise InputError(
         f"cannot tell the layout of these rows (columns: {', '.join(sorted(keys)) or 'none'}). Looked for: "
         "pairs (prompt or conversation/messages/instruction, chosen, rejected), hh-rlhf (chosen and rejected "
-        "transcripts with '\\n\\nHuman: ' turns), llmbar (input, output_1, output_2, label); pass --layout to force one")
+        "transcripts with '\\n\\nHuman: ' turns), llmbar (input, output_1, output_2, label); "
+        "pass --layout to force one")
 
 
 def to_pair(row: Any, layout: str) -> Pair:

@@ -4,9 +4,11 @@ laid out with a Jinja template; no network and no script needed to view it)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from .run import Evaluation
@@ -68,34 +70,45 @@ def _write_pairs(evaluation: Evaluation, path: Path) -> None:
 # ------------------------------------------------------------------------------------------- plots
 
 
-def _svg(figure) -> str:
-    import matplotlib.pyplot as plt
+STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
+         "svg.hashsalt": "rewardmill"}
 
+
+def _styled(plot: Callable[[dict], str]) -> Callable[[dict], str]:
+    """`plot` drawn and saved under `STYLE`, matplotlib's own settings put back after."""
+
+    @functools.wraps(plot)
+    def styled(summary: dict) -> str:
+        import matplotlib
+
+        with matplotlib.rc_context(STYLE):
+            return plot(summary)
+
+    return styled
+
+
+def _svg(figure) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None})
-    plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg"):]  # drop the XML prolog and doctype: the SVG goes inline
 
 
-def _pyplot():
-    import matplotlib
+def _subplots(width: float, height: float, rows: int = 1, **options):
+    """A figure of its own on an Agg canvas (files only, no display): pyplot's figures and backend are left
+    alone, so a program that writes a report keeps its own plots as they were."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "svg.fonttype": "none", "svg.hashsalt": "rewardmill"})
-    return plt
-
-
-def _figure(width: float, height: float):
-    return _pyplot().subplots(figsize=(width, height), layout="constrained")
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(rows, 1, **options)
 
 
+@_styled
 def plot_subsets(summary: dict) -> str:
     names, subsets = list(summary["scorers"]), ["all", *[s for s in summary["subsets"] if s != "all"]]
-    figure, axes = _figure(7, 0.45 * len(subsets) * max(1, len(names)) + 1)
+    figure, axes = _subplots(7, 0.45 * len(subsets) * max(1, len(names)) + 1)
     height = 0.8 / len(names)
     for k, name in enumerate(names):
         entry = summary["scorers"][name]
@@ -126,10 +139,10 @@ def _n(summary: dict, subset: str) -> int:
     return max(entry["subsets"][subset]["n"] for entry in summary["scorers"].values())
 
 
+@_styled
 def plot_margins(summary: dict) -> str:
     scored = [(n, e["margins"]) for n, e in summary["scorers"].items() if e["margins"]["counts"]]
-    figure, axes_list = _pyplot().subplots(max(1, len(scored)), 1, figsize=(7, 1.8 * max(1, len(scored))),
-                                           squeeze=False, layout="constrained")
+    figure, axes_list = _subplots(7, 1.8 * max(1, len(scored)), max(1, len(scored)), squeeze=False)
     for k, (name, histogram) in enumerate(scored):
         axes = axes_list[k][0]
         edges, counts = histogram["edges"], histogram["counts"]
@@ -142,8 +155,9 @@ def plot_margins(summary: dict) -> str:
     return _svg(figure)
 
 
+@_styled
 def plot_length_bias(summary: dict) -> str:
-    figure, axes = _figure(7, 2.8)
+    figure, axes = _subplots(7, 2.8)
     for k, (name, entry) in enumerate(summary["scorers"].items()):
         rows = entry["length_bias"]
         x = list(range(len(rows)))
@@ -159,10 +173,11 @@ def plot_length_bias(summary: dict) -> str:
     return _svg(figure)
 
 
+@_styled
 def plot_agreement(summary: dict) -> str:
     names = list(summary["agreement"])
     matrix = [[summary["agreement"][a][b] for b in names] for a in names]
-    figure, axes = _figure(1.2 + 0.9 * len(names), 0.9 + 0.8 * len(names))
+    figure, axes = _subplots(1.2 + 0.9 * len(names), 0.9 + 0.8 * len(names))
     image = axes.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
     axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
     axes.set_yticks(range(len(names)), names)

@@ -137,7 +137,8 @@ class Evaluation:
         return [{"pair": i, "row": self.pairs[i].row, "subset": self.pairs[i].subset,
                  "prompt": self.pairs[i].prompt[-1]["content"],
                  "chosen": self.pairs[i].chosen, "rejected": self.pairs[i].rejected,
-                 "right": sorted(n for n, v in verdicts.items() if v), "wrong": sorted(n for n, v in verdicts.items() if not v),
+                 "right": sorted(n for n, v in verdicts.items() if v),
+                 "wrong": sorted(n for n, v in verdicts.items() if not v),
                  "margins": {run.name: run.margins[i] for run in self.runs}, "wrong_sureness": round(sureness, 3)}
                 for sureness, i, verdicts in ranked[:limit]]
 

@@ -7,6 +7,9 @@ its neighbours.
                  client is the one layer that retries (429, 5xx, connection errors and timeouts, with backoff
                  and jitter, honouring Retry-After). The API key is read from an environment variable and is
                  never printed.
+
+The judge model may also run in this process: `local.TransformersBackend` (transformers' `generate`) and
+`vllm_backend.VLLMBackend` (vLLM's offline engine), each imported only when chosen.
 """
 
 from __future__ import annotations

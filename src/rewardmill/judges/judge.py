@@ -1,13 +1,15 @@
 """`Judge`: an LLM judge as a `Scorer`. A task turns items into chat requests; the backend answers them; the
-task parses the answers. Identical requests are sent once per run. An answer that does not parse is asked again
-(the answer and what was wrong with it are sent back) up to `retries` times, then the item fails with the parse
-error and its raw output kept. With a `ResultCache` (`cache.answer_cache(folder)`), answers are also reused across runs. Counts of requests, retries, parse failures and HTTP errors are kept in `stats`.
+task parses the answers. Identical requests are sent once per run: within a call, and across calls while the answer
+is among the last `ANSWERS_REMEMBERED`. An answer that does not parse is asked again (the answer and what was wrong
+with it are sent back) up to `retries` times, then the item fails with the parse error and its raw output kept. With
+a `ResultCache` (`runs.cache.answer_cache(folder)`), answers are also reused across runs. Counts of requests,
+retries, parse failures and HTTP errors are kept in `stats`.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 
 from ..errors import OptionsError
@@ -19,6 +21,9 @@ from .parsing import ParseError
 from .tasks import Task
 
 SCORINGS = ("text", "logprobs")
+# Answers remembered across calls (least recently used forgotten first): a long run or a long-lived Judge holds
+# at most this many, however many distinct requests it has sent.
+ANSWERS_REMEMBERED = 4096
 REASK = ("Your answer could not be read: {problem}. Answer again, in exactly the format the instructions ask for, "
          "with nothing else.")
 
@@ -65,22 +70,23 @@ class Judge:
         self.item_output_names = (*task.item_output_names, "raw_output", "model_name", "scoring")
         self.cache = cache
         self.stats: Counter = Counter()
-        self._answers: dict[str, Completion] = {}  # request key -> answer, for this run
+        self._answers: OrderedDict[str, Completion] = OrderedDict()  # request key -> answer, most recent last
 
     def _send(self, conversations: list[Conversation], schemas: list[dict | None],
               progress: _FirstAnswers | None = None) -> list[Completion]:
-        """Answers in order, each answer sent counted in `progress`. A request answered before in this run, or in
-        an earlier run with the same `cache`, is not sent again."""
+        """Answers in order, each answer sent counted in `progress`. A request asked twice in this call, answered
+        recently (see `ANSWERS_REMEMBERED`), or answered in an earlier run with the same `cache`, is not sent again."""
         described = self.backend.describe()
         keys = [json.dumps([described.get("backend"), self.backend.model_name, self.backend.settings.describe(), c, s],
                            sort_keys=True) for c, s in zip(conversations, schemas)]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._answers))
+        known = {k: self._answers[k] for k in dict.fromkeys(keys) if k in self._answers}
+        missing = [k for k in dict.fromkeys(keys) if k not in known]
         self.stats["duplicate requests not sent"] += len(keys) - len(missing)
         if self.cache is not None and missing:
             for key, text in self.cache.get_many(missing).items():
-                self._answers[key] = Completion(text)
+                known[key] = Completion(text)
                 self.stats["answers from the cache"] += 1
-            missing = [k for k in missing if k not in self._answers]
+            missing = [k for k in missing if k not in known]
         by_key = dict(zip(keys, zip(conversations, schemas)))
         asked = [by_key[k] for k in missing]
         if progress is not None:
@@ -93,11 +99,20 @@ class Judge:
             if answer.status is not None:
                 self.stats[f"HTTP {answer.status}"] += 1
             if not answer.retryable:  # a malformed answer is not remembered, so it can be asked again
-                self._answers[key] = answer
+                known[key] = answer
         if self.cache is not None:
             self.cache.put_many({k: a.text for k, a in fresh.items()
                                  if a.error is None and a.text is not None and not a.cut_off})
-        return [self._answers.get(k) or fresh[k] for k in keys]
+        self._remember(known)
+        return [known.get(k) or fresh[k] for k in keys]
+
+    def _remember(self, answers: dict[str, Completion]) -> None:
+        """Keep `answers` as the most recent, forgetting the least recently used beyond `ANSWERS_REMEMBERED`."""
+        for key, answer in answers.items():
+            self._answers[key] = answer
+            self._answers.move_to_end(key)
+        while len(self._answers) > ANSWERS_REMEMBERED:
+            self._answers.popitem(last=False)
 
     def score_items(self, items: Sequence[Item], on_progress: Progress | None = None) -> list[ItemResult]:
         progress = _FirstAnswers(on_progress or (lambda done: None), len(items))

@@ -8,7 +8,8 @@ in the result for greedy decoding: a test compares batched answers with one prom
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -39,7 +40,8 @@ class TransformersBackend:
         self.tokenizer = load_tokenizer(self.model_name, options)
         self.model = load_model(transformers.AutoModelForCausalLM, self.model_name, options)
         self.device = next(self.model.parameters()).device
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad_id = self.tokenizer.pad_token_id
+        self.pad_id = pad_id if pad_id is not None else self.tokenizer.eos_token_id
         self.batching = self.batching.for_device(self.device)
 
     def encode(self, conversation: Conversation) -> list[int]:
@@ -73,14 +75,13 @@ class TransformersBackend:
             input_ids[row, width - len(ids):] = torch.tensor(ids)
             mask[row, width - len(ids):] = 1
         sampling = self.settings.temperature > 0
-        if sampling and self.settings.seed is not None:
-            torch.manual_seed(self.settings.seed)
-        output = self.model.generate(
-            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-            max_new_tokens=self.settings.max_tokens, do_sample=sampling,
-            temperature=self.settings.temperature if sampling else None, top_p=None, top_k=None,
-            pad_token_id=self.pad_id,
-        )
+        with seeded(self.device, self.settings.seed if sampling else None):
+            output = self.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                max_new_tokens=self.settings.max_tokens, do_sample=sampling,
+                temperature=self.settings.temperature if sampling else None, top_p=None, top_k=None,
+                pad_token_id=self.pad_id,
+            )
         stops = self.model.generation_config.eos_token_id
         stops = set(stops if isinstance(stops, list) else [stops]) - {None}
         reached_limit = output.shape[1] - width >= self.settings.max_tokens
@@ -117,3 +118,26 @@ class TransformersBackend:
                         "tokens per batch",
             "generation": self.settings.describe(),
         }
+
+
+@contextmanager
+def seeded(device: torch.device, seed: int | None) -> Iterator[None]:
+    """Random numbers drawn inside come from `seed`, and the process's generators are as they were afterwards.
+
+    The CPU generator and every generator of `device`'s kind are seeded as `torch.manual_seed(seed)` seeds them, so
+    a batch samples the same answers as it did after that call; other kinds of device are left alone. `seed` None:
+    nothing is seeded or restored (sampling draws from the process's generators, as the caller asked).
+    """
+    if seed is None:
+        yield
+        return
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield
+        return
+    module = getattr(torch, device.type)  # torch.cuda, torch.mps, torch.xpu
+    with torch.random.fork_rng(devices=range(module.device_count()), device_type=device.type):
+        torch.default_generator.manual_seed(seed)
+        getattr(module, "manual_seed_all", module.manual_seed)(seed)
+        yield

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from typing import Any
 
 NUMBER = r"-?\d+(?:\.\d+)?"
@@ -170,7 +169,8 @@ def text_blocks(text: str, n: int, scale: tuple[float, float]) -> tuple[list[flo
             ratings = value["ratings"]
             rationales = value.get("rationales") or [""] * (len(ratings) if isinstance(ratings, list) else 0)
             if not isinstance(ratings, list) or len(ratings) != n:
-                raise ParseError(f"expected {n} ratings, found {len(ratings) if isinstance(ratings, list) else ratings!r}")
+                found = len(ratings) if isinstance(ratings, list) else repr(ratings)
+                raise ParseError(f"expected {n} ratings, found {found}")
             return [check_range(float(r), *scale, f"rating {i + 1}") for i, r in enumerate(ratings)], list(rationales)
     plain = clean(text)
     starts = [(m.start(), int(m.group(1))) for m in _TEXT_BLOCK.finditer(plain)]
@@ -184,7 +184,8 @@ def text_blocks(text: str, n: int, scale: tuple[float, float]) -> tuple[list[flo
         raise ParseError(f"expected a rating for Text 1..Text {n}, found {shown}")
     ratings, rationales = [], []
     for k in range(1, n + 1):
-        ratings.append(single_rating(blocks[k].split("Rationale")[0].split("rationale")[0], scale, f"rating of Text {k}"))
+        rating = blocks[k].split("Rationale")[0].split("rationale")[0]
+        ratings.append(single_rating(rating, scale, f"rating of Text {k}"))
         rationale = _RATIONALE.search(blocks[k])
         rationales.append(rationale.group(1).strip() if rationale else "")
     return ratings, rationales
@@ -198,7 +199,3 @@ def regex_value(text: str, pattern: str) -> str:
     last = matches[-1]
     return last.group(1) if last.groups() else last.group(0)
 
-
-def check_count(values: Sequence, n: int, what: str) -> None:
-    if len(values) != n:
-        raise ParseError(f"expected {n} {what}, found {len(values)}")

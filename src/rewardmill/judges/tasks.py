@@ -263,7 +263,8 @@ class PairwiseTask(Task):
     def from_distributions(self, item: Item, distributions: list[dict[str, float]]) -> ItemResult:
         forward, swapped = distributions
         # Probabilities that response 0 wins, that response 1 wins, and of a tie, averaged over both orders.
-        p = {0: (forward["A"] + swapped["B"]) / 2, 1: (forward["B"] + swapped["A"]) / 2, None: (forward["C"] + swapped["C"]) / 2}
+        p = {0: (forward["A"] + swapped["B"]) / 2, 1: (forward["B"] + swapped["A"]) / 2,
+             None: (forward["C"] + swapped["C"]) / 2}
         first = {"A": 0, "B": 1, "C": None}[max(forward, key=forward.get)]
         second = {"A": 1, "B": 0, "C": None}[max(swapped, key=swapped.get)]
         # As with text verdicts, a pair whose two orders disagree is a tie; p_first keeps the soft estimate.

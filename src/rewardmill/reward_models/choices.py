@@ -6,7 +6,7 @@ They matter for byte-identical resumes: oneDNN and torch's kernel round differen
 either way on a busy machine (a 9.7% lead against a 10% threshold), so a resumed run that timed again could
 score its rows with the other kernel. A resumed run takes the recorded value for every option left automatic;
 an option given explicitly is kept, and the run is refused if it differs from the recorded one
-(`checkpoint.describe_changes` names it).
+(`runs.checkpoint.describe_changes` names it).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ the header, or whose quoting is broken (a file cut off inside a quoted cell), is
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
 import hashlib
 import json
@@ -69,7 +68,8 @@ def read_rows(path: str | Path, *, split: str | None = None, encoding: str = DEF
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise InputError(f"--encoding {encoding}: not a text encoding Python knows (e.g. utf-8, latin-1, cp1252)") from None
+        raise InputError(f"--encoding {encoding}: not a text encoding Python knows "
+                         "(e.g. utf-8, latin-1, cp1252)") from None
     if looks_like_hub_id(str(path)):
         return _read_hub_dataset(str(path), split)
     path = Path(path)
@@ -246,12 +246,12 @@ def _read_json(path: Path, encoding: str = DEFAULT_ENCODING) -> list:
     return data
 
 
-@contextlib.contextmanager
-def _any_cell_size():
-    """Cells of any size while a CSV file is read (the csv module stops at 128 KB); the limit is put back after."""
+def _next_record(reader) -> list[str]:
+    """The reader's next record, its cells of any size (the csv module stops at 128 KB). The limit is the csv
+    module's, for the whole process: it is raised for this one read and put back before the rows go to the caller."""
     previous = csv.field_size_limit(sys.maxsize)
     try:
-        yield
+        return next(reader)
     finally:
         csv.field_size_limit(previous)
 
@@ -261,20 +261,20 @@ def _read_csv(path: Path, encoding: str = DEFAULT_ENCODING) -> Iterator[dict]:
     fewer cells than the header is an `UnreadableRow` holding the cells that have a column, its error naming the
     extra or missing ones; a record whose quoting is broken is an `UnreadableRow` saying how."""
     text_encoding = "utf-8-sig" if _is_utf8(encoding) else encoding
-    with open(path, encoding=text_encoding, newline="") as handle, _any_cell_size():
+    with open(path, encoding=text_encoding, newline="") as handle:
         # strict: a file that ends inside a quoted cell, or text after a closing quote, is an error, not a cell
         # quietly made of the rest of the file or of the text glued on
         reader = csv.reader(handle, strict=True)
         try:
-            header = next(reader, None)
+            header = _next_record(reader)
+        except StopIteration:
+            return
         except csv.Error as error:
             raise InputError(f"{path}: the header (line 1) cannot be read: {_quoting_problem(error)}") from None
-        if header is None:
-            return
         while True:
             start = reader.line_num + 1
             try:
-                cells = next(reader)
+                cells = _next_record(reader)
             except StopIteration:
                 return
             except csv.Error as error:

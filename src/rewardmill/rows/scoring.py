@@ -1,10 +1,10 @@
 """The row layer: any `Scorer` over a stream of rows, chunk by chunk, with per-row errors.
 
-Every consumer (the file pipeline and CLI, later the reward server, Ray actors and resume) calls
-`score_row_chunks` or `score_rows` with whichever scorer it holds. Each chunk is read, validated per row
-(`rows.row_item`), scored in one `score_items` call, and folded back into rows that keep every input column
-and gain the output and error columns. Rows are numbered from `RowOptions.first_row`, so a resumed run names
-rows as an uninterrupted one would.
+Every consumer (the committed runs of `runs/`, local and on Ray, `calibrate`, the DPO pipeline and the reward
+server's row requests) calls `score_row_chunks` or `score_rows` with whichever scorer it holds. Each chunk is read,
+validated per row (`shapes.row_item`), scored in one `score_items` call, and folded back into rows that keep every
+input column and gain the output and error columns. Rows are numbered from `RowOptions.first_row`, so a resumed run
+names rows as an uninterrupted one would.
 """
 
 from __future__ import annotations

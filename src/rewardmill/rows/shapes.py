@@ -256,7 +256,8 @@ def row_item(row: Any, shape: Shape, columns: Columns = Columns()) -> RowItem:
     if not isinstance(row, dict):
         raise RowError(f"row must be an object, got {_type_name(row)}")
     if shape is Shape.conversation:
-        conversation = validate_messages(_list(row, columns.conversation), columns.conversation, must_end_with="assistant")
+        conversation = validate_messages(_list(row, columns.conversation), columns.conversation,
+                                         must_end_with="assistant")
         return RowItem(conversation_item(conversation), 1, [0], [None])
     if shape is Shape.instruction_response:
         prompt = ({"role": "user", "content": _string(row, columns.instruction)},)
