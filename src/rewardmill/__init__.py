@@ -23,7 +23,7 @@ _EXPORTS = {
     "CpuOptions": "reward_models.options",
     "Engine": "reward_models.engines.transformers_engine", "EngineOptions": "reward_models.options",
     "LoadOptions": "reward_models.options", "ModelLoadError": "reward_models.loading",
-    "RewardModel": "reward_models.model",
+    "RewardModel": "reward_models.model", "ModelSpec": "reward_models.spec",
     "Summary": "runs.job", "score_file": "runs.job",
     "DPOColumns": "preferences.formatting", "DPOOptions": "preferences.formatting",
     "DPOSummary": "preferences.formatting", "format_dpo": "preferences.formatting",
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from .reward_models.family_options import FamilyOptions
     from .reward_models.loading import ModelLoadError
     from .reward_models.model import RewardModel
+    from .reward_models.options import CpuOptions, EngineOptions, LoadOptions, TextOptions
+    from .reward_models.spec import ModelSpec
     from .rows.scoring import RowOptions, score_inputs, score_row_chunks, score_rows
     from .rows.shapes import Columns, Shape
     from .runs.job import Summary, score_file

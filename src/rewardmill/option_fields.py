@@ -23,7 +23,8 @@ JUDGE = "Judge"
 RAY = "Scale out on Ray"
 
 _KEY = "rewardmill.flag"
-FIELD_DEFAULT: Any = type("FieldDefault", (), {"__repr__": lambda self: "FIELD_DEFAULT"})()  # the flag's default is the field's
+# A flag whose default is its field's.
+FIELD_DEFAULT: Any = type("FieldDefault", (), {"__repr__": lambda self: "FIELD_DEFAULT"})()
 _API_ONLY = "rewardmill.api_only"
 
 

@@ -29,7 +29,8 @@ SHORT_HELP = "Save the mean and standard deviation of a model's scores on a refe
 @with_model_flags
 def calibrate(
     input: InputArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to save the calibration (JSON), for --normalize.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o",
+        help="Where to save the calibration (JSON), for --normalize.", show_default=False)],
     model: ModelOpt = None,
     split: SplitOpt = None,
     encoding: EncodingOpt = "utf-8",

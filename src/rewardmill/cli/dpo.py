@@ -32,22 +32,45 @@ SHORT_HELP = "Build a DPO preference dataset from rated generations (rating them
 @with_model_flags
 def dpo(
     input: InputArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the pairs: .jsonl, .json, .parquet or .csv, or a new folder name for a saved datasets directory (datasets.load_from_disk).", show_default=False)],
-    strategy: Annotated[str, typer.Option(help="best-worst (seed 004), best-random (the best against a random lower-rated one), all-pairs (every pair above --min-margin), top-k (the -k pairs with the largest margins).", metavar=f"<{'|'.join(STRATEGIES)}>")] = "best-worst",
-    min_margin: Annotated[float, typer.Option(help="A pair needs ratings that differ by more than this; rows with no such pair are ties, skipped and counted.")] = 0.0,
+    output: Annotated[Path, typer.Option("--output", "-o",
+        help="Where to write the pairs: .jsonl, .json, .parquet or .csv, or a new folder name for a saved datasets "
+        "directory (datasets.load_from_disk).", show_default=False)],
+    strategy: Annotated[str, typer.Option(
+        help="best-worst (seed 004), best-random (the best against a random lower-rated one), all-pairs (every pair "
+        "above --min-margin), top-k (the -k pairs with the largest margins).",
+        metavar=f"<{'|'.join(STRATEGIES)}>")] = "best-worst",
+    min_margin: Annotated[float, typer.Option(
+        help="A pair needs ratings that differ by more than this; rows with no such pair are ties, skipped and "
+        "counted.")] = 0.0,
     k: Annotated[int, typer.Option("-k", help="top-k: pairs per row.")] = 1,
-    seed: Annotated[int, typer.Option(help="Seed of best-random's choice (the result is deterministic for a seed).")] = 0,
-    trl: Annotated[bool, typer.Option("--trl", help="TRL's conversational layout: prompt = the prompt messages, chosen/rejected = the assistant message alone.")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Rate the generations first: a reward model (any family `score` takes), or the judge model with --judge-task.")] = None,
-    judge_task: Annotated[Optional[str], typer.Option(help="Rate with an LLM judge instead of a reward model: ultrafeedback (or another task giving one score per generation).", metavar=f"<{'|'.join(TASK_CHOICES)}>")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="With --judge-task: an OpenAI-compatible server (else the judge runs here with transformers and takes --device, --dtype and --batch-size).")] = None,
-    aspect: Annotated[Optional[str], typer.Option(help="With --judge-task ultrafeedback: the aspect to rate.", metavar=f"<{'|'.join(ASPECTS)}>")] = None,
-    ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Ratings, one per generation (read, or written when -m rates first).")] = "ratings",
-    messages_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Chat rows: the prompt conversation.")] = "messages",
-    instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Text rows: the instruction.")] = "instruction",
-    system_prompt_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Text rows: an optional system prompt.")] = "system_prompt",
-    generations_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="The generations to pair.")] = "generations",
-    generation_models_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Optional: the model of each generation.")] = "generation_models",
+    seed: Annotated[int, typer.Option(
+        help="Seed of best-random's choice (the result is deterministic for a seed).")] = 0,
+    trl: Annotated[bool, typer.Option("--trl",
+        help="TRL's conversational layout: prompt = the prompt messages, chosen/rejected = the assistant message "
+        "alone.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m",
+        help="Rate the generations first: a reward model (any family `score` takes), or the judge model with "
+        "--judge-task.")] = None,
+    judge_task: Annotated[Optional[str], typer.Option(
+        help="Rate with an LLM judge instead of a reward model: ultrafeedback (or another task giving one score per "
+        "generation).", metavar=f"<{'|'.join(TASK_CHOICES)}>")] = None,
+    base_url: Annotated[Optional[str], typer.Option(
+        help="With --judge-task: an OpenAI-compatible server (else the judge runs here with transformers and takes "
+        "--device, --dtype and --batch-size).")] = None,
+    aspect: Annotated[Optional[str], typer.Option(
+        help="With --judge-task ultrafeedback: the aspect to rate.", metavar=f"<{'|'.join(ASPECTS)}>")] = None,
+    ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Ratings, one per generation (read, or written when -m rates first).")] = "ratings",
+    messages_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Chat rows: the prompt conversation.")] = "messages",
+    instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Text rows: the instruction.")] = "instruction",
+    system_prompt_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Text rows: an optional system prompt.")] = "system_prompt",
+    generations_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="The generations to pair.")] = "generations",
+    generation_models_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Optional: the model of each generation.")] = "generation_models",
     split: SplitOpt = None,
     encoding: EncodingOpt = "utf-8",
     chunk_rows: ChunkOpt = 2048,

@@ -24,12 +24,22 @@ JUDGE_TASKS = ("pairwise", "rating")
 @with_model_flags
 def eval_command(
     input: InputArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Report folder: report.json, pairs.parquet and index.html.", show_default=False)],
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A scorer, repeatable: a reward model (hub id or local directory), or the baselines 'length' and 'random'.", show_default=False)] = None,
-    layout: Annotated[Optional[str], typer.Option(help="pairs, hh-rlhf or llmbar (default: detected from the first row).", metavar=f"<{'|'.join(LAYOUTS)}>")] = None,
-    judge_task: Annotated[Optional[str], typer.Option(help="Also evaluate an LLM judge: pairwise (A/B verdicts in both orders; a tie counts as wrong) or rating.", rich_help_panel=JUDGE, metavar=f"<{'|'.join(JUDGE_TASKS)}>")] = None,
-    judge_model: Annotated[Optional[str], typer.Option(help="The judge model: its name on the server with --base-url, else a local model (run with transformers; --device, --dtype and --batch-size apply to it too).", rich_help_panel=JUDGE)] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server of the judge.", rich_help_panel=JUDGE)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o",
+        help="Report folder: report.json, pairs.parquet and index.html.", show_default=False)],
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m",
+        help="A scorer, repeatable: a reward model (hub id or local directory), or the baselines 'length' and "
+        "'random'.", show_default=False)] = None,
+    layout: Annotated[Optional[str], typer.Option(
+        help="pairs, hh-rlhf or llmbar (default: detected from the first row).",
+        metavar=f"<{'|'.join(LAYOUTS)}>")] = None,
+    judge_task: Annotated[Optional[str], typer.Option(
+        help="Also evaluate an LLM judge: pairwise (A/B verdicts in both orders; a tie counts as wrong) or rating.",
+        rich_help_panel=JUDGE, metavar=f"<{'|'.join(JUDGE_TASKS)}>")] = None,
+    judge_model: Annotated[Optional[str], typer.Option(
+        help="The judge model: its name on the server with --base-url, else a local model (run with transformers; "
+        "--device, --dtype and --batch-size apply to it too).", rich_help_panel=JUDGE)] = None,
+    base_url: Annotated[Optional[str], typer.Option(
+        help="OpenAI-compatible server of the judge.", rich_help_panel=JUDGE)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals and of -m random.")] = 0,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 1000,
     split: SplitOpt = None,
@@ -62,7 +72,8 @@ def eval_command(
         taken: set[str] = set()
         runs = []
         for name in names:
-            scorer = RandomScorer(seed) if name == "random" else baseline(name) or model_spec(name, model_flags).scorer()
+            scorer = RandomScorer(seed) if name == "random" else \
+                baseline(name) or model_spec(name, model_flags).scorer()
             runs.append(score_pairs(pairs, scorer, scorer_label(name, taken), chunk=chunk_rows))
         if judge_task is not None:
             judge_flags = local_judge_flags(model_flags) if local_judge else {}

@@ -16,7 +16,9 @@ SHORT_HELP = "Show what rewardmill detected for MODEL (family, what is called, h
 
 @with_model_flags
 def inspect(
-    model: Annotated[Optional[str], typer.Argument(help="Hub id or local directory, or the baseline 'length' (default: the model `score` uses without -m).", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Argument(
+        help="Hub id or local directory, or the baseline 'length' (default: the model `score` uses without -m).",
+        show_default=False)] = None,
     **model_flags: Any,
 ) -> None:
     """Show what rewardmill detected for MODEL (family, what is called, how the score is read)."""

@@ -86,6 +86,6 @@ def judge(
         return
     counts = ", ".join(f"{name} {count}" for name, count in sorted(scorer.stats.items())) or "no requests"
     where = f"at {shown_url(spec.base_url)}" if spec.base_url else f"({scorer.backend.describe()['backend']})"
-    typer.echo(f"judged {summary.rows} rows{resumed(summary.resumed_rows)} in {summary.seconds:.1f} s with {spec.model} "
-               f"{where} ({spec.settings.describe()}) -> {summary.output}; {counts}", err=True)
+    typer.echo(f"judged {summary.rows} rows{resumed(summary.resumed_rows)} in {summary.seconds:.1f} s with "
+               f"{spec.model} {where} ({spec.settings.describe()}) -> {summary.output}; {counts}", err=True)
     report_errors(summary, "error", allow_errors)

@@ -25,5 +25,6 @@ def score_on_ray(input: Path, output: Path, make_scorer: Callable[[], Scorer], r
                          merge=merge)
     summary = score_with_ray(input, output, make_scorer, row_options, options, resume=resume, overwrite=overwrite)
     resumed = f" ({summary.resumed_rows} already in the parts)" if summary.resumed_rows else ""
-    where = summary.output if merge else f"{summary.output} (Parquet parts with a row_id column; --merge makes one file)"
+    where = summary.output if merge else \
+        f"{summary.output} (Parquet parts with a row_id column; --merge makes one file)"
     typer.echo(f"scored {summary.rows} rows on Ray{resumed} -> {where}", err=True)

@@ -55,7 +55,8 @@ def report_errors(summary, column: str, allow_errors: bool) -> None:
             typer.echo(f"  {line}", err=True)
     if summary.failures:
         total = sum(summary.failures.values())
-        typer.secho(f"{total} failure{'s' if total > 1 else ''} while scoring, by reason:", fg=typer.colors.RED, err=True)
+        typer.secho(f"{total} failure{'s' if total > 1 else ''} while scoring, by reason:", fg=typer.colors.RED,
+                    err=True)
         for reason, count in summary.failures.most_common(10):
             typer.echo(f"  {count} x {reason}", err=True)
         if not allow_errors:

@@ -41,7 +41,8 @@ from .flags import model_spec, with_model_flags
 from .ray import score_on_ray
 from .reporting import fail, report_errors, resumed, run_resumable
 
-SHORT_HELP = "Score every row of INPUT with a reward model (or a baseline) and write it, with all its columns, to OUTPUT."
+SHORT_HELP = ("Score every row of INPUT with a reward model (or a baseline) and write it, with all its columns, "
+              "to OUTPUT.")
 
 
 def resumed_spec(spec, output: Path, resume: bool):
@@ -66,7 +67,9 @@ def score(
     chunk_rows: ChunkOpt = 2048,
     progress: ProgressOpt = None,
     allow_errors: AllowErrorsOpt = False,
-    cache: Annotated[Optional[Path], typer.Option(help="Folder of a score cache (SQLite) reused across runs: an input already scored by the same model and settings is not scored again.", rich_help_panel=ENGINE)] = None,
+    cache: Annotated[Optional[Path], typer.Option(
+        help="Folder of a score cache (SQLite) reused across runs: an input already scored by the same model and "
+        "settings is not scored again.", rich_help_panel=ENGINE)] = None,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     normalize: NormalizeOpt = None,
@@ -76,16 +79,26 @@ def score(
     gpus_per_actor: GpusOpt = 0.0,
     batch_rows: BatchRowsOpt = 256,
     merge: MergeOpt = True,
-    conversation_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: list of {role, content} ending with an assistant turn.")] = "conversation",
-    instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the user prompt.")] = "instruction",
-    response_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: one response to the instruction.")] = "response",
-    responses_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: a list of responses to the instruction.")] = "responses",
-    messages_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: the prompt conversation.")] = "messages",
-    generations_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Input: a list of generated answers to the messages (or to the instruction).")] = "generations",
-    score_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for conversation and instruction+response rows.")] = "score",
-    scores_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for instruction+responses rows.")] = "scores",
-    ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output for messages+generations and instruction+generations rows.")] = "ratings",
-    error_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS, help="Output: why a row (or item) was not scored; null when it was.")] = "error",
+    conversation_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Input: list of {role, content} ending with an assistant turn.")] = "conversation",
+    instruction_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Input: the user prompt.")] = "instruction",
+    response_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Input: one response to the instruction.")] = "response",
+    responses_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Input: a list of responses to the instruction.")] = "responses",
+    messages_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Input: the prompt conversation.")] = "messages",
+    generations_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Input: a list of generated answers to the messages (or to the instruction).")] = "generations",
+    score_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Output for conversation and instruction+response rows.")] = "score",
+    scores_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Output for instruction+responses rows.")] = "scores",
+    ratings_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Output for messages+generations and instruction+generations rows.")] = "ratings",
+    error_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS,
+        help="Output: why a row (or item) was not scored; null when it was.")] = "error",
     **model_flags: Any,
 ) -> None:
     """Score every row of INPUT with a reward model (or a baseline) and write it, with all its columns, to OUTPUT.

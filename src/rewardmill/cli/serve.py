@@ -19,14 +19,25 @@ OverLongChoice = choice_type(("truncate", "error"))
 @with_model_flags
 def serve(
     model: ModelOpt = None,
-    host: Annotated[str, typer.Option(help="Address to listen on. Loopback by default: serving other machines is a choice (then set --api-key-env).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        help="Address to listen on. Loopback by default: serving other machines is a choice (then set "
+        "--api-key-env).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding an API key: every route but /health then needs 'Authorization: Bearer <key>' (the key is never printed).")] = None,
-    max_delay_ms: Annotated[float, typer.Option(help="How long an idle model waits for more requests to batch with the first one.", rich_help_panel=ENGINE)] = 2.0,
-    max_queue: Annotated[int, typer.Option(help="Inputs that may wait for the model; past that, requests get a fast 503 with Retry-After.", rich_help_panel=ENGINE)] = 4096,
+    api_key_env: Annotated[Optional[str], typer.Option(
+        help="Environment variable holding an API key: every route but /health then needs 'Authorization: Bearer "
+        "<key>' (the key is never printed).")] = None,
+    max_delay_ms: Annotated[float, typer.Option(
+        help="How long an idle model waits for more requests to batch with the first one.",
+        rich_help_panel=ENGINE)] = 2.0,
+    max_queue: Annotated[int, typer.Option(
+        help="Inputs that may wait for the model; past that, requests get a fast 503 with Retry-After.",
+        rich_help_panel=ENGINE)] = 4096,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body (413 past it).")] = 32.0,
-    over_long: Annotated[OverLongChoice, typer.Option(help="An input over --max-length: truncate (keep its end, or the side --truncation names; counted in /metrics and logged) or error (a 422 naming it: the whole request fails).")] = OverLongChoice("truncate"),
-    access_log: Annotated[bool, typer.Option("--access-log", help="Log one line per request (method, path, status; never the body).")] = False,
+    over_long: Annotated[OverLongChoice, typer.Option(
+        help="An input over --max-length: truncate (keep its end, or the side --truncation names; counted in "
+        "/metrics and logged) or error (a 422 naming it: the whole request fails).")] = OverLongChoice("truncate"),
+    access_log: Annotated[bool, typer.Option("--access-log",
+        help="Log one line per request (method, path, status; never the body).")] = False,
     normalize: NormalizeOpt = None,
     **model_flags: Any,
 ) -> None:

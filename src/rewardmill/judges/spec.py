@@ -116,8 +116,8 @@ class JudgeSpec:
         else:
             from .local import TransformersBackend
 
-            backend = TransformersBackend(self.model, self.settings, load=LoadOptions(device=self.device, dtype=self.dtype),
-                                          batch_size=self.batch_size)
+            load = LoadOptions(device=self.device, dtype=self.dtype)
+            backend = TransformersBackend(self.model, self.settings, load=load, batch_size=self.batch_size)
         task = make_task(self.task, aspect=self.aspect, template=self.template, regex=self.answer_regex,
                          schema=self.answer_schema, out_of_scale=self.out_of_scale)
         return Judge(task, backend, retries=self.retries, cache=answer_cache(self.cache) if self.cache else None,

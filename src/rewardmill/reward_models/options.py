@@ -117,7 +117,8 @@ class LoadOptions:
             try:
                 device = torch.device(value)
             except (RuntimeError, ValueError):
-                raise OptionsError(f"{flag} {value!r} is not a device torch knows (try cpu, cuda, cuda:1, mps)") from None
+                raise OptionsError(f"{flag} {value!r} is not a device torch knows (try cpu, cuda, cuda:1, mps)") \
+                    from None
             if device.type == "cuda":
                 if not torch.backends.cuda.is_built():
                     raise OptionsError(f"{flag} {value}: this torch ({torch.__version__}) is a CPU-only build; install "
@@ -230,7 +231,8 @@ class EngineOptions:
         import torch
 
         rows, tokens = GPU_DEFAULTS if torch.device(device).type == "cuda" else CPU_DEFAULTS
-        return replace(self, batch_size=self.batch_size or rows, max_tokens_per_batch=self.max_tokens_per_batch or tokens)
+        return replace(self, batch_size=self.batch_size or rows,
+                       max_tokens_per_batch=self.max_tokens_per_batch or tokens)
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,8 @@ class CpuOptions:
         if self.kernel not in KERNELS:
             raise OptionsError(f"cpu kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
         threads = self.threads
-        if threads is not None and threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        counted = isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
+        if threads is not None and threads != "auto" and not counted:
             raise OptionsError(f"threads must be a positive number or auto, got {threads!r}")
 
 

@@ -75,7 +75,8 @@ class ModelSpec:
         used += [flag(name) for name in ("kind", "quirks") if getattr(self, name) != getattr(defaults, name)]
         for group in ("load", "text", "engine"):
             mine, default = getattr(self, group), getattr(defaults, group)
-            used += [flag(f.name) for f in dataclasses.fields(mine) if getattr(mine, f.name) != getattr(default, f.name)]
+            used += [flag(f.name) for f in dataclasses.fields(mine)
+                     if getattr(mine, f.name) != getattr(default, f.name)]
         if used:
             raise OptionsError(f"{why}, so these options do not apply to it: {', '.join(used)}")
 
