@@ -3,7 +3,7 @@
 import torch
 
 from rewardmill.reward_models import cpu
-from rewardmill.reward_models.cpu import CpuOptions
+from rewardmill.reward_models.options import CpuOptions
 
 
 def make_model():

@@ -170,7 +170,8 @@ def test_loading_never_changes_the_model_config(llama_dir):
 
 
 def test_a_head_that_is_not_a_plain_linear_is_read_at_the_last_token(model_dirs):
-    from rewardmill.reward_models.adapters import ClassifierAdapter, TextOptions
+    from rewardmill.reward_models.adapters import ClassifierAdapter
+    from rewardmill.reward_models.options import TextOptions
 
     directory = model_dirs["qwen2"]
     tok = AutoTokenizer.from_pretrained(directory)

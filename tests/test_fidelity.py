@@ -186,7 +186,8 @@ def test_flex_attention_packs_by_default_and_keeps_rows_apart(model_dirs, refere
 def test_flash_attention_is_the_gpu_default_only_when_installed_and_half_precision(monkeypatch):
     import importlib.util
 
-    from rewardmill.reward_models.loading import LoadOptions, default_attention
+    from rewardmill.reward_models.loading import default_attention
+    from rewardmill.reward_models.options import LoadOptions
 
     real = importlib.util.find_spec
     for installed in (True, False):

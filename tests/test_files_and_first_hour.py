@@ -173,7 +173,8 @@ def hub_down(monkeypatch):
 
 def test_an_unreachable_hub_is_detected_once_and_quickly(hub_down, monkeypatch):
     from rewardmill import ModelLoadError
-    from rewardmill.reward_models.loading import LoadOptions, hub_access
+    from rewardmill.reward_models.loading import hub_access
+    from rewardmill.reward_models.options import LoadOptions
 
     started = time.perf_counter()
     with pytest.raises(ModelLoadError, match="cannot be reached.*not in the local cache.*local directory"):
@@ -218,7 +219,7 @@ def test_distilabel_option_names(llama_dir):
 
 def test_device_map_as_json_from_the_cli():
     from rewardmill import OptionsError
-    from rewardmill.cli import parse_device_map
+    from rewardmill.reward_models.options import parse_device_map
 
     assert parse_device_map('{"": 0}') == {"": 0} and parse_device_map("auto") == "auto"
     with pytest.raises(OptionsError, match="not valid JSON"):

@@ -208,8 +208,7 @@ def test_a_resume_makes_the_interrupted_runs_timed_choice_instead_of_timing_agai
 
 def test_automatic_options_take_the_recorded_choice_and_explicit_ones_stay():
     from rewardmill.reward_models.choices import reuse
-    from rewardmill.reward_models.engines.transformers_engine import EngineOptions
-    from rewardmill.reward_models.loading import LoadOptions
+    from rewardmill.reward_models.options import EngineOptions, LoadOptions
 
     recorded = {"cpu": {"kernel": "onednn", "threads": 2, "prepack": False},
                 "engine": {"engine": "transformers", "device": "cpu", "batch_size": 16, "max_tokens_per_batch": 1024,

@@ -15,8 +15,8 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from rewardmill import RowOptions, score_file  # noqa: E402  # noqa: E402
-from rewardmill.cli import ModelArgs  # noqa: E402
-from rewardmill.reward_models.cpu import CpuOptions  # noqa: E402
+from rewardmill.reward_models.spec import ModelSpec  # noqa: E402
+from rewardmill.reward_models.options import CpuOptions  # noqa: E402
 from rewardmill.runs.ray import RayOptions, parts_folder, score_with_ray  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def rows(n: int = 240) -> list[dict]:
 class KillsItsActorOnce:
     """Builds the toy model's scorer; the first batch that finds the marker file deletes it and kills the actor."""
 
-    def __init__(self, args: ModelArgs, marker: str):
+    def __init__(self, args: ModelSpec, marker: str):
         self.args, self.marker = args, marker
 
     def __call__(self):
@@ -67,7 +67,7 @@ def local_ray():
 def job(tmp_path, llama_dir):
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows()))
-    args = ModelArgs(str(llama_dir), cpu=CpuOptions(kernel="torch", threads=1))
+    args = ModelSpec(str(llama_dir), cpu=CpuOptions(kernel="torch", threads=1))
     single = tmp_path / "single.jsonl"
     score_file(source, single, args.scorer(), RowOptions())
     return source, args, [json.loads(line) for line in single.read_text().splitlines()]
@@ -141,7 +141,7 @@ def test_ray_reads_the_score_where_the_models_own_forward_reads(local_ray, tmp_p
         want = [reference(torch.tensor([tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]]))
                 .logits[0, 0].item() for c in convs]
     out = tmp_path / "ray.jsonl"
-    args = ModelArgs(str(directory), cpu=CpuOptions(kernel="torch", threads=1))
+    args = ModelSpec(str(directory), cpu=CpuOptions(kernel="torch", threads=1))
     score_with_ray(source, out, args.scorer, RowOptions(), RayOptions(actors=2, batch_rows=8))
     got = [json.loads(line)["score"] for line in out.read_text().splitlines()]
     assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4 and len(got) == len(want)

@@ -277,7 +277,7 @@ def test_options_are_checked_before_any_weights_load(llama_dir, monkeypatch):
 
 def test_grouped_options_api(bert_dir):
     from rewardmill import CpuOptions, LoadOptions, TextOptions
-    from rewardmill.reward_models.adapters import ClassifierOptions, PairOptions
+    from rewardmill.reward_models.family_options import ClassifierOptions, PairOptions
 
     model = RewardModel.load(str(bert_dir), load=LoadOptions(dtype="float32"), text=TextOptions(max_length=64),
                              family=PairOptions(alpha=2.0, token_type_ids=False),
@@ -329,11 +329,12 @@ def test_the_cli_hands_every_model_flag_to_the_api(tmp_path, llama_dir, monkeypa
 
 
 def test_the_registry_is_the_list_of_adapters():
-    from rewardmill.cli import Kind
-    from rewardmill.reward_models.adapters import ADAPTERS, KINDS, FamilyOptions
+    from rewardmill.reward_models.spec import KIND_CHOICES
+    from rewardmill.reward_models.adapters import ADAPTERS, KINDS
+    from rewardmill.reward_models.family_options import FamilyOptions
 
     assert KINDS == tuple(a.kind for a in ADAPTERS) and len(set(KINDS)) == len(KINDS)
-    assert [k.value for k in Kind] == ["auto", *KINDS]
+    assert KIND_CHOICES == ("auto", *KINDS)
     for adapter in ADAPTERS:
         assert adapter.auto_classes and issubclass(adapter.Options, FamilyOptions)
 

@@ -18,12 +18,12 @@ _EXPORTS = {
     "score_rows": "rows.scoring",
     "Item": "scorer", "ItemResult": "scorer", "Scorer": "scorer",
     "OptionsError": "errors", "RewardmillError": "errors", "RowError": "errors",
-    "FamilyOptions": "reward_models.adapters.base", "TextOptions": "reward_models.adapters.base",
+    "FamilyOptions": "reward_models.family_options", "TextOptions": "reward_models.options",
     "LengthScorer": "reward_models.baselines",
-    "CpuOptions": "reward_models.cpu",
-    "Engine": "reward_models.engines.transformers_engine", "EngineOptions": "reward_models.engines.transformers_engine",
-    "LoadOptions": "reward_models.loading", "ModelLoadError": "reward_models.loading",
-    "RewardModel": "reward_models.model",
+    "CpuOptions": "reward_models.options",
+    "Engine": "reward_models.engines.transformers_engine", "EngineOptions": "reward_models.options",
+    "LoadOptions": "reward_models.options", "ModelLoadError": "reward_models.loading",
+    "RewardModel": "reward_models.model", "ModelSpec": "reward_models.spec",
     "Summary": "runs.job", "score_file": "runs.job",
     "DPOColumns": "preferences.formatting", "DPOOptions": "preferences.formatting",
     "DPOSummary": "preferences.formatting", "format_dpo": "preferences.formatting",
@@ -49,12 +49,13 @@ if TYPE_CHECKING:
     from .errors import OptionsError, RewardmillError, RowError
     from .preferences.formatting import DPOColumns, DPOOptions, DPOSummary, format_dpo
     from .preferences.pipeline import open_dpo_job, run_dpo
-    from .reward_models.adapters.base import FamilyOptions, TextOptions
     from .reward_models.baselines import LengthScorer
-    from .reward_models.cpu import CpuOptions
-    from .reward_models.engines.transformers_engine import Engine, EngineOptions
-    from .reward_models.loading import LoadOptions, ModelLoadError
+    from .reward_models.engines.transformers_engine import Engine
+    from .reward_models.family_options import FamilyOptions
+    from .reward_models.loading import ModelLoadError
     from .reward_models.model import RewardModel
+    from .reward_models.options import CpuOptions, EngineOptions, LoadOptions, TextOptions
+    from .reward_models.spec import ModelSpec
     from .rows.scoring import RowOptions, score_inputs, score_row_chunks, score_rows
     from .rows.shapes import Columns, Shape
     from .runs.job import Summary, score_file

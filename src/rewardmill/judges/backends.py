@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import OptionsError
+from ..option_fields import option
 from ..scorer import Conversation
 from ..urls import credentials, scrub, shown, without_credentials
 
@@ -53,9 +54,10 @@ class LabelDistribution:
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    seed: int | None = 0
+    temperature: float = option(0.0, help="Sampling temperature (0: greedy).")
+    max_tokens: int = option(1024, flag="--max-new-tokens", help="Longest answer, in tokens (room for the judge's "
+                             "reasoning); an answer cut off there is that row's error.")
+    seed: int | None = option(0, help="Sampling seed sent with every request.", cli_type=int)
 
     def describe(self) -> str:
         return f"temperature {self.temperature}, max_tokens {self.max_tokens}, seed {self.seed}"

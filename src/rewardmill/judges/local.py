@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..reward_models.engines.transformers_engine import EngineOptions, plan_batches
-from ..reward_models.loading import LoadOptions, hub_access, load_model, load_tokenizer
+from ..reward_models.engines.transformers_engine import plan_batches
+from ..reward_models.loading import hub_access, load_model, load_tokenizer
+from ..reward_models.options import EngineOptions, LoadOptions
 from ..scorer import Conversation
 from .backends import Answered, Completion, GenerationSettings, LabelDistribution, LabelRequest, distribution
 

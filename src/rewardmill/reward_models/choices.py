@@ -14,9 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .cpu import CpuOptions
-from .engines.transformers_engine import EngineOptions
-from .loading import LoadOptions
+from .options import CpuOptions, EngineOptions, LoadOptions
 
 
 def reuse_engine(engine: EngineOptions, recorded: dict[str, Any]) -> EngineOptions:

@@ -23,31 +23,11 @@ from pathlib import Path
 
 import torch
 
-from ..errors import OptionsError
+from .options import CpuOptions
 
-KERNELS = ("auto", "torch", "onednn")
 PROBE_TOKENS = 512  # about the rows x length of one CPU batch (docs/benchmarks.md)
 ROUNDS = 3  # interleaved timing rounds per candidate; the median of the rounds decides
 MARGIN = 0.10  # a non-default choice must be this much faster than the default to be taken
-
-
-@dataclass(frozen=True)
-class CpuOptions:
-    """`kernel`: auto (measure), torch or onednn. `threads`: None leaves torch's thread count alone, a number
-    sets it, "auto" measures 1 thread against all usable cores and keeps the clearly faster. `prepack` (oneDNN
-    only): None prepacks when the copy fits in free memory (see `use_onednn`); a resumed run sets it to the
-    interrupted run's choice."""
-
-    kernel: str = "auto"
-    threads: int | str | None = None
-    prepack: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.kernel not in KERNELS:
-            raise OptionsError(f"cpu kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
-        threads = self.threads
-        if threads is not None and threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise OptionsError(f"threads must be a positive number or auto, got {threads!r}")
 
 
 @dataclass(frozen=True)

@@ -1,95 +1,22 @@
 """Load a config, tokenizer and model from the hub or a local path, with the options users expect.
 
 The hub token is passed through to `from_pretrained` and never printed: `LoadOptions` hides it from its
-repr and error messages are scrubbed of it.
+repr and error messages here are scrubbed of it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from dataclasses import replace
+from typing import Any
 
 import torch
 
-from ..errors import OptionsError, RewardmillError
-
-DType = Literal["default", "auto", "float32", "bfloat16", "float16"]
-DTYPES: tuple[str, ...] = get_args(DType)
+from ..errors import RewardmillError
+from .options import LoadOptions
 
 
 class ModelLoadError(RewardmillError, RuntimeError):
     """The model, its config or its tokenizer could not be loaded or used as asked."""
-
-
-DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16", "float": "float32"}
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """How the model is loaded. `dtype` also takes a `torch.dtype` and the short names fp32, bf16, fp16;
-    `device_map` a string (e.g. "auto") or a dict as transformers takes it. `local_files_only` loads from the
-    local cache without asking the hub (set automatically when the hub cannot be reached)."""
-
-    revision: str | None = None
-    dtype: DType = "default"
-    device: str | None = None
-    device_map: str | dict | None = None
-    trust_remote_code: bool = False
-    token: str | None = field(default=None, repr=False)
-    attn_implementation: str | None = None
-    local_files_only: bool = False
-
-    def __post_init__(self) -> None:
-        dtype = self.dtype
-        if isinstance(dtype, torch.dtype):
-            dtype = str(dtype).replace("torch.", "")
-        dtype = DTYPE_ALIASES.get(dtype, dtype)
-        if dtype not in DTYPES:
-            raise OptionsError(f"dtype must be one of {', '.join(DTYPES)} (or a torch.dtype), got {self.dtype!r}")
-        object.__setattr__(self, "dtype", dtype)
-
-    def check_device(self) -> None:
-        """Refuse, in one clear line, a device this machine's torch cannot use (before anything loads)."""
-        for flag, value in (("--device", self.device), ("--device-map", self.device_map)):
-            if not isinstance(value, str) or value in ("auto", "balanced", "balanced_low_0", "sequential"):
-                continue
-            try:
-                device = torch.device(value)
-            except (RuntimeError, ValueError):
-                raise OptionsError(f"{flag} {value!r} is not a device torch knows (try cpu, cuda, cuda:1, mps)") from None
-            if device.type == "cuda":
-                if not torch.backends.cuda.is_built():
-                    raise OptionsError(f"{flag} {value}: this torch ({torch.__version__}) is a CPU-only build; install "
-                                       "a CUDA build of torch for your GPU, or use --device cpu")
-                if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
-                    raise OptionsError(f"{flag} {value}: no such CUDA GPU is visible ({torch.cuda.device_count()} "
-                                       "found); check CUDA_VISIBLE_DEVICES and the driver, or use --device cpu")
-            if device.type == "mps" and not torch.backends.mps.is_available():
-                raise OptionsError(f"{flag} {value}: Apple's MPS is not available here; use --device cpu")
-
-    def resolved_device(self) -> str:
-        if self.device:
-            return self.device
-        return "cuda" if torch.cuda.is_available() else "cpu"
-
-    def torch_dtype(self) -> torch.dtype | str:
-        """'default' means bf16 on GPU and fp32 on CPU; 'auto' means whatever the checkpoint was saved in."""
-        if self.dtype == "default":
-            on_gpu = self.device_map is not None or self.resolved_device().startswith("cuda")
-            return torch.bfloat16 if on_gpu and torch.cuda.is_available() else torch.float32
-        if self.dtype == "auto":
-            return "auto"
-        return getattr(torch, self.dtype)
-
-    def hub_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
-        if self.revision:
-            kwargs["revision"] = self.revision
-        if self.token:
-            kwargs["token"] = self.token
-        if self.local_files_only:
-            kwargs["local_files_only"] = True
-        return kwargs
 
 
 def hub_access(name: str, options: LoadOptions) -> LoadOptions:

@@ -19,13 +19,12 @@ from ..evaluation.calibration import Calibration
 from ..runs.cache import ResultCache
 from ..scorer import Conversation, Failure, Item, ItemResult, Progress
 from . import cpu
-from .adapters import Adapter, FamilyOptions, Plan, TextOptions, adapter_for, plan_model
+from .adapters import Adapter, Plan, adapter_for, plan_model
 from .adapters.base import Encoded
-from .cpu import CpuOptions
 from .defaults import installed_weights
-from .engines.transformers_engine import Engine, EngineOptions
+from .engines.transformers_engine import Engine
+from .family_options import FamilyOptions, resolve_family_options
 from .loading import (
-    LoadOptions,
     ModelLoadError,
     default_max_length,
     empty_model,
@@ -38,8 +37,9 @@ from .loading import (
     read_model_file,
     remote_code_refused,
 )
-from .options import resolve_family_options, split_flat
+from .options import CpuOptions, EngineOptions, LoadOptions, TextOptions, split_flat
 from .quirks import QuirksError, load_quirks
+from .spec import ModelSpec
 from .weights import MEMO_NAME, DigestMemo, default_memo_path, weights_identity
 
 
@@ -79,6 +79,7 @@ class RewardModel:
         self.digests: DigestMemo | None = None  # where weight digests are remembered (default: the user's cache)
         self._identity: dict[str, Any] | None = None
         self.calibration: Calibration | None = None  # `normalize_with(calibration)`
+        self.spec: ModelSpec | None = None  # what `load` loaded it from, for a run's manifest
 
     def use_cache(self, folder: str | Path) -> RewardModel:
         """Reuse scores across runs: keyed by this model's fingerprint (its weights' content among it) and each
@@ -154,7 +155,7 @@ class RewardModel:
     @classmethod
     def load(
         cls,
-        name: str | None = None,
+        name: str | ModelSpec | None = None,
         *,
         kind: str = "auto",
         load: LoadOptions = LoadOptions(),
@@ -172,16 +173,29 @@ class RewardModel:
         is an `OptionsError`, raised before any weights load. Options left unset take the quirks table's value
         (`quirks` names a JSON file of extra entries). `cpu` controls the CPU kernel and thread choice; by
         default torch's thread count is left as it is.
+
+        `name` may also be a `ModelSpec`, which holds all of these; the loaded model keeps its spec as `.spec`.
         """
-        if kind != "auto":
-            adapter_for(kind)
-        load.check_device()
-        if name is None:
+        spec = name if isinstance(name, ModelSpec) else ModelSpec(
+            name, kind=kind, load=load, text=text, family=family if family is not None else {}, engine=engine,
+            cpu=cpu, quirks=quirks)
+        if spec.kind != "auto":
+            adapter_for(spec.kind)
+        spec.load.check_device()
+        if spec.model is None:
             from .defaults import resolve_default_model
 
             chosen = resolve_default_model()
             warnings.warn(chosen.note, stacklevel=2)
-            name = chosen.name
+            spec = dataclasses.replace(spec, model=chosen.name)
+        model = cls._load(spec.model, **spec.load_arguments())
+        model.spec = spec
+        return model
+
+    @classmethod
+    def _load(cls, name: str, *, kind: str, load: LoadOptions, text: TextOptions,
+              family: FamilyOptions | Mapping[str, Any], engine: EngineOptions, cpu: CpuOptions,
+              quirks: str | Path | None) -> RewardModel:
         requested, installed = name, installed_weights(name)
         if installed is not None:
             name = str(installed)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from .base import Adapter, Batch, Encoded, FamilyOptions, ForwardOptions, TextOptions
-from .classifier import ClassifierAdapter, ClassifierOptions
-from .decoder import DecoderOptions
-from .multi_objective import MultiObjectiveAdapter, MultiObjectiveOptions
-from .pair import PairAdapter, PairOptions
+from .base import Adapter, Batch, Encoded
+from .classifier import ClassifierAdapter
+from .multi_objective import MultiObjectiveAdapter
+from .pair import PairAdapter
 from .registry import ADAPTERS, KINDS, Plan, adapter_for, plan_model
-from .reward_token import RewardTokenAdapter, RewardTokenOptions
+from .reward_token import RewardTokenAdapter
 from .similarity import SimilarityAdapter
 from .value_head import ValueHeadAdapter
 
 __all__ = [
-    "ADAPTERS", "KINDS", "Adapter", "Batch", "ClassifierAdapter", "ClassifierOptions", "DecoderOptions", "Encoded",
-    "FamilyOptions", "ForwardOptions", "MultiObjectiveAdapter", "MultiObjectiveOptions", "PairAdapter", "PairOptions",
-    "Plan", "RewardTokenAdapter", "RewardTokenOptions", "SimilarityAdapter", "TextOptions", "ValueHeadAdapter",
-    "adapter_for", "plan_model",
+    "ADAPTERS", "KINDS", "Adapter", "Batch", "ClassifierAdapter", "Encoded", "MultiObjectiveAdapter", "PairAdapter",
+    "Plan", "RewardTokenAdapter", "SimilarityAdapter", "ValueHeadAdapter", "adapter_for", "plan_model",
 ]

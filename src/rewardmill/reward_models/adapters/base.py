@@ -11,51 +11,18 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
 from ...errors import OptionsError, RowError
 from ...scorer import Conversation
+from ..family_options import FamilyOptions, PaddingSide
+from ..options import TextOptions
 
 if TYPE_CHECKING:
     from .registry import Evidence
-
-Truncation = Literal["error", "left", "right"]
-TRUNCATIONS: tuple[str, ...] = get_args(Truncation)
-PaddingSide = Literal["left", "right"]
-PADDING_SIDES: tuple[str, ...] = get_args(PaddingSide)
-
-
-@dataclass(frozen=True)
-class TextOptions:
-    """How inputs are fitted to the model, for every family. `max_length` None: the model's own limit.
-    `truncation` also takes seed 000's booleans: True is "right" (what transformers' truncation=True does: cut
-    the end), False is "error" (an over-long row is a per-row error rather than a crash)."""
-
-    max_length: int | None = None
-    truncation: Truncation = "error"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.truncation, bool):
-            object.__setattr__(self, "truncation", "right" if self.truncation else "error")
-        if self.truncation not in TRUNCATIONS:
-            raise OptionsError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {self.truncation!r}")
-        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
-            raise OptionsError(f"max_length must be a positive number of tokens, got {self.max_length!r}")
-
-
-@dataclass(frozen=True)
-class FamilyOptions:
-    """Base of the per-family options. Each adapter declares its own subclass as `Options`."""
-
-
-@dataclass(frozen=True)
-class ForwardOptions(FamilyOptions):
-    """Options of families that call the model's forward: extra keyword arguments for every call."""
-
-    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass

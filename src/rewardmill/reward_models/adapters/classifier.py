@@ -17,19 +17,15 @@ one output per label; `probabilities` turns logits into softmax probabilities (s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, get_args
-
 import torch
 
-from ...errors import OptionsError
+from ..family_options import ClassifierOptions, FamilyOptions
 from ..loading import ModelLoadError
-from .base import Batch, FamilyOptions, TextOptions, forward_parameters
-from .decoder import DecoderAdapter, DecoderOptions
+from ..options import TextOptions
+from .base import Batch, forward_parameters
+from .decoder import DecoderAdapter
 
 HEAD_NAMES = ("score", "classifier")
-ScoreToken = Literal["last-non-pad", "last-token"]
-SCORE_TOKENS: tuple[str, ...] = get_args(ScoreToken)
 
 
 def config_pad_id(config) -> int | None:
@@ -72,19 +68,6 @@ def select_label(config, label: int | str | None) -> int:
     if not 0 <= index < len(names):
         raise ModelLoadError(f"label index {index} is out of range for a model with {len(names)} labels")
     return index
-
-
-@dataclass(frozen=True)
-class ClassifierOptions(DecoderOptions):
-    label: int | str | None = None  # which logit is the score, for multi-label heads
-    all_labels: bool = False  # one output per label
-    probabilities: bool = False  # softmax (sigmoid for one label) instead of logits
-    score_token: ScoreToken | None = None  # last-non-pad (None: the quirks table's, else this) or last-token
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.score_token not in (None, *SCORE_TOKENS):
-            raise OptionsError(f"score_token must be one of {', '.join(SCORE_TOKENS)}, got {self.score_token!r}")
 
 
 class ClassifierAdapter(DecoderAdapter):

@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
-from ...errors import OptionsError, RowError
+from ...errors import RowError
 from ...scorer import Conversation
-from ..quirks import BOS_POLICIES
-from .base import (
-    PADDING_SIDES,
-    Adapter,
-    Batch,
-    Encoded,
-    FamilyOptions,
-    ForwardOptions,
-    PaddingSide,
-    TextOptions,
-    forward_parameters,
-)
+from ..family_options import DecoderOptions, FamilyOptions
+from ..options import TextOptions
+from .base import Adapter, Batch, Encoded, forward_parameters
 from .chat import ChatEncoder, pad_token
-
-
-@dataclass(frozen=True)
-class DecoderOptions(ForwardOptions):
-    """Options of every chat-template family. None: the quirks table's value, else the family's default."""
-
-    chat_template: str | None = None  # a Jinja string or a file holding one
-    padding_side: PaddingSide | None = None
-    bos: str | None = None  # template | add | strip
-
-    def __post_init__(self) -> None:
-        if self.padding_side not in (None, *PADDING_SIDES):
-            raise OptionsError(f"padding_side must be left or right, got {self.padding_side!r}")
-        if self.bos not in (None, *BOS_POLICIES):
-            raise OptionsError(f"bos must be one of {', '.join(BOS_POLICIES)}, got {self.bos!r}")
 
 
 class DecoderAdapter(Adapter):

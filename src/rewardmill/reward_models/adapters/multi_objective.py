@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass
 
 import torch
 
-from ...scorer import Conversation
-from .base import Batch, FamilyOptions, TextOptions
+from ..family_options import FamilyOptions, MultiObjectiveOptions
+from ..options import TextOptions
+from .base import Batch
 from .chat import PROBE
-from .decoder import DecoderAdapter, DecoderOptions
+from .decoder import DecoderAdapter
 from .outputs import output_tensor
 
 NAME_FIELDS = ("objective_names", "reward_objectives", "objectives", "attributes")
@@ -28,13 +28,6 @@ def objective_names(config, count: int, given: list[str] | None) -> list[str]:
         if isinstance(candidate, (list, tuple)) and len(candidate) == count and all(isinstance(n, str) for n in candidate):
             return list(candidate)
     return [f"objective_{i}" for i in range(count)]
-
-
-@dataclass(frozen=True)
-class MultiObjectiveOptions(DecoderOptions):
-    objectives: bool = False  # one output per objective
-    gating: bool = False  # the gating weights as gating_<name> outputs
-    objective_names: tuple[str, ...] | list[str] | None = None
 
 
 class MultiObjectiveAdapter(DecoderAdapter):

@@ -10,14 +10,14 @@ response side. Over-long pairs are cut on token ids, never by changing the share
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ...errors import OptionsError, RowError
 from ...scorer import Conversation
+from ..family_options import FamilyOptions, PairOptions
 from ..loading import ModelLoadError
-from .base import Adapter, Batch, Encoded, FamilyOptions, ForwardOptions, TextOptions, forward_parameters
+from ..options import TextOptions
+from .base import Adapter, Batch, Encoded, forward_parameters
 from .classifier import select_label
 from .outputs import output_tensor
 
@@ -46,13 +46,6 @@ def segments(tokenizer, encoding, prompt: str) -> list[int | None]:
             found.append(0 if seen < prompt_length else 1)
             seen += 1
     return found
-
-
-@dataclass(frozen=True)
-class PairOptions(ForwardOptions):
-    label: int | str | None = None  # for classification heads with several labels
-    alpha: float | None = None  # reward multiplier: forward(alpha=...) when the model takes it, else x score
-    token_type_ids: bool | None = None  # None: when the tokenizer and the model both use them
 
 
 class PairAdapter(Adapter):

@@ -8,13 +8,14 @@ real token, which is the reward token.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import torch
 
+from ..family_options import FamilyOptions, RewardTokenOptions
 from ..loading import ModelLoadError
-from .base import Batch, FamilyOptions, TextOptions
-from .decoder import DecoderAdapter, DecoderOptions
+from ..options import TextOptions
+from .base import Batch
+from .decoder import DecoderAdapter
 from .outputs import output_tensor, per_row
 
 _SIGNAL = re.compile(r"def get_scores?\b|reward_token_id")
@@ -28,11 +29,6 @@ def reward_token_id(model, given: int | None) -> int:
         "this reward-token model does not say which token carries the reward; pass --reward-token-id ID "
         "or add reward_token_id to a --quirks file"
     )
-
-
-@dataclass(frozen=True)
-class RewardTokenOptions(DecoderOptions):
-    reward_token_id: int | None = None  # None: from the model, its config or the quirks table
 
 
 class RewardTokenAdapter(DecoderAdapter):

@@ -10,63 +10,16 @@ forward pass in the shape range where the hardware is efficient. Results come ba
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
 
 import torch
 
 from ...errors import OptionsError, RewardmillError
 from ...scorer import Failure
 from ..adapters.base import Adapter, Batch, Encoded
-
-EngineName = Literal["transformers", "vllm"]
-ENGINES: tuple[str, ...] = get_args(EngineName)
-
-# Measured in docs/benchmarks.md: on CPU a forward pass is efficient from a few hundred tokens, so small,
-# nearly unpadded batches of about 1,000 tokens win; a GPU needs wide batches to fill it.
-CPU_DEFAULTS = (16, 1024)
-GPU_DEFAULTS = (128, 16384)
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """Which engine runs the model and how it shapes batches. `max_tokens_per_batch` counts padded tokens
-    (rows x longest).
-
-    `engine` is "transformers" (the model's own forward in torch, batched here) or "vllm" (vLLM's pooling
-    runner, which packs sequences without padding; `vllm_options` are extra `vllm.LLM` arguments). None means
-    the default for the device (`for_device`). `min_fill` closes a batch when the next row is shorter than that
-    share of the batch's width, so no row carries more than (1 - min_fill) padding.
-
-    `packing` puts a batch's rows side by side in one padding-free row (see `Batch`); then the token budget
-    counts real tokens. None: packed where the attention runs packed rows at their own length (flash or flex
-    attention), padded elsewhere (SDPA and eager attention would compute the whole packed square).
-    """
-
-    batch_size: int | None = None
-    max_tokens_per_batch: int | None = None
-    min_fill: float = 0.9
-    packing: bool | None = None
-    engine: EngineName = "transformers"
-    vllm_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise OptionsError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.vllm_options and self.engine != "vllm":
-            raise OptionsError("--vllm-option applies to --engine vllm only")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise OptionsError("batch_size must be at least 1")
-        if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
-            raise OptionsError("max_tokens_per_batch must be at least 1")
-        if not 0.0 <= self.min_fill <= 1.0:
-            raise OptionsError("min_fill must be between 0 and 1")
-
-    def for_device(self, device: torch.device | str) -> EngineOptions:
-        """These options with defaults filled in for `device`."""
-        rows, tokens = GPU_DEFAULTS if torch.device(device).type == "cuda" else CPU_DEFAULTS
-        return replace(self, batch_size=self.batch_size or rows, max_tokens_per_batch=self.max_tokens_per_batch or tokens)
+from ..options import EngineOptions
 
 
 def plan_batches(lengths: Sequence[int], options: EngineOptions) -> list[list[int]]:

@@ -23,9 +23,9 @@ from ...errors import OptionsError
 from ..adapters import Adapter, Plan
 from ..adapters.base import Encoded
 from ..adapters.chat import PROBE
-from ..cpu import CpuOptions
-from ..loading import LoadOptions, ModelLoadError
-from .transformers_engine import Engine, EngineFailure, EngineOptions, read
+from ..loading import ModelLoadError
+from ..options import CpuOptions, EngineOptions, LoadOptions
+from .transformers_engine import Engine, EngineFailure, read
 from .vllm_setup import import_vllm, llm_arguments, on_cpu
 
 FLAG = "--engine vllm"

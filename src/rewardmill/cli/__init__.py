@@ -1,0 +1,5 @@
+"""The `rewardmill` command line (`rewardmill.cli:app`, the console script)."""
+
+from .app import app
+
+__all__ = ["app"]
