@@ -18,7 +18,10 @@ _EXPORTS = {
     "score_rows": "rows.scoring",
     "Item": "scorer", "ItemResult": "scorer", "Scorer": "scorer",
     "OptionsError": "errors", "RewardmillError": "errors", "RowError": "errors",
-    "FamilyOptions": "reward_models.family_options", "TextOptions": "reward_models.options",
+    **{name: "reward_models.family_options" for name in (
+        "FamilyOptions", "ClassifierOptions", "DecoderOptions", "MultiObjectiveOptions", "PairOptions",
+        "RewardTokenOptions")},
+    "TextOptions": "reward_models.options",
     "LengthScorer": "reward_models.baselines",
     "CpuOptions": "reward_models.options",
     "Engine": "reward_models.engines.transformers_engine", "EngineOptions": "reward_models.options",
@@ -51,7 +54,8 @@ if TYPE_CHECKING:
     from .preferences.pipeline import open_dpo_job, run_dpo
     from .reward_models.baselines import LengthScorer
     from .reward_models.engines.transformers_engine import Engine
-    from .reward_models.family_options import FamilyOptions
+    from .reward_models.family_options import (
+        ClassifierOptions, DecoderOptions, FamilyOptions, MultiObjectiveOptions, PairOptions, RewardTokenOptions)
     from .reward_models.loading import ModelLoadError
     from .reward_models.model import RewardModel
     from .reward_models.options import CpuOptions, EngineOptions, LoadOptions, TextOptions
