@@ -243,14 +243,14 @@ def test_bad_quirks_file_is_explained(dirs, tmp_path):
 
 
 def test_builtin_quirks_cover_known_models():
-    from rewardmill.reward_models.adapters import plan_model
+    from rewardmill.reward_models.adapters import detect_model
     from rewardmill.reward_models.quirks import load_quirks
 
     table = load_quirks()
-    armo = plan_model("RLHFlow/ArmoRM-Llama3-8B-v0.1", {"model_type": "llama", "auto_map": {
+    armo = detect_model("RLHFlow/ArmoRM-Llama3-8B-v0.1", {"model_type": "llama", "auto_map": {
         "AutoModelForSequenceClassification": "modeling_custom.LlamaForRewardModelWithGating"}}, quirks=table)
     assert armo.kind == "multi-objective" and armo.remote_code
-    intern = plan_model("internlm/internlm2-7b-reward", {"model_type": "internlm2", "auto_map": {
+    intern = detect_model("internlm/internlm2-7b-reward", {"model_type": "internlm2", "auto_map": {
         "AutoConfig": "configuration_internlm2.InternLM2Config",
         "AutoModel": "modeling_internlm2.InternLM2ForRewardModel"}}, quirks=table)
     assert intern.kind == "reward-token" and intern.auto_class == "AutoModel" and intern.quirk.settings["reward_token_id"] == 92527

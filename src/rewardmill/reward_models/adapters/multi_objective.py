@@ -15,6 +15,7 @@ import torch
 from ..family_options import FamilyOptions, MultiObjectiveOptions
 from ..options import TextOptions
 from .base import Batch
+from .batching import collate
 from .chat import PROBE
 from .decoder import DecoderAdapter
 from .outputs import output_tensor
@@ -67,8 +68,6 @@ class MultiObjectiveAdapter(DecoderAdapter):
         count = getattr(self.model.config, "num_objectives", None)
         if isinstance(count, int):
             return count
-        from ..engines.transformers_engine import collate
-
         with torch.inference_mode():
             batch = collate([self.encode(PROBE)], self.pad_token_id, self.padding_side, self.device)
             return int(self.call_model(batch).rewards.shape[-1])

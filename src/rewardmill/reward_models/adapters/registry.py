@@ -142,7 +142,10 @@ def detect_builtin(model_type: str, architectures: tuple[str, ...]) -> tuple[str
 
 
 @dataclass(frozen=True)
-class Plan:
+class Detection:
+    """What the registry found a checkpoint to be: its kind (family) and why, the auto class to load it with,
+    whether it loads with its own code (and which class), and the quirks table entry that matched."""
+
     kind: str
     reason: str
     auto_class: str
@@ -155,14 +158,14 @@ class Plan:
         return adapter_for(self.kind)
 
 
-def plan_model(
+def detect_model(
     name: str,
     config: dict,
     *,
     kind: str = "auto",
     quirks: list[Quirk] = (),  # type: ignore[assignment]
     read_code: Callable[[str], str | None] = lambda filename: None,
-) -> Plan:
+) -> Detection:
     """Decide kind and auto class for `name` from its raw config dict, without running any of its code."""
     model_type = config.get("model_type", "") or ""
     architectures = tuple(config.get("architectures") or ())
@@ -183,4 +186,4 @@ def plan_model(
     preferred = adapter_for(kind).auto_classes
     auto_class = next((c for c in preferred if c in auto_map), preferred[0])
     remote = auto_class in auto_map or "AutoConfig" in auto_map
-    return Plan(kind, reason, auto_class, remote, remote_class, quirk)
+    return Detection(kind, reason, auto_class, remote, remote_class, quirk)

@@ -7,55 +7,31 @@ logits (no activation), which the classifier adapter turns into outputs as it do
 an empty (meta-device) copy of the model's structure for what it reads from it, so the weights are loaded once,
 by vLLM.
 
-Only what vLLM can run is accepted: built-in decoder sequence classifiers. Models with their own code, pair-input
-encoders and custom heads get an error naming `--engine transformers` before anything loads.
+Only what vLLM can run is accepted: built-in decoder sequence classifiers (its declared `capabilities`). Models
+with their own code, pair-input encoders and custom heads get an error naming `--engine transformers` before
+anything loads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import torch
 
 from ...errors import OptionsError
-from ..adapters import Adapter, Plan
+from ..adapters import Adapter
 from ..adapters.base import Encoded
 from ..adapters.chat import PROBE
 from ..loading import ModelLoadError
 from ..options import CpuOptions, EngineOptions, LoadOptions
-from .transformers_engine import Engine, EngineFailure, read
+from .protocol import Capabilities, Result, StartableEngine
+from .running import EngineFailure, in_order, read, settle
 from .vllm_setup import import_vllm, llm_arguments, on_cpu
 
 FLAG = "--engine vllm"
 ALL_AT_ONCE = 1 << 30  # vLLM schedules and packs its own batches: it gets every row of a call at once
-
-
-def vllm_refusal(plan: Plan) -> str | None:
-    """Why vLLM's pooling runner cannot run the model `plan` describes, or None when it can."""
-    if plan.remote_code:
-        return "the model loads with its own Python code (trust_remote_code), which vLLM's pooling runner does not run"
-    if plan.kind != "classifier":
-        return (f"it is read as a {plan.kind} model ({plan.reason}); vLLM's pooling runner scores decoder sequence "
-                "classifiers only")
-    return None
-
-
-def refuse(name: str, reason: str) -> OptionsError:
-    return OptionsError(f"{FLAG} cannot run {name}: {reason}. Use --engine transformers (the default) for it")
-
-
-def check_options(load: LoadOptions, model_kwargs: Mapping[str, Any], cpu: CpuOptions, engine: EngineOptions) -> None:
-    """Refuse the options of the transformers engine that vLLM has no equivalent for, rather than drop them."""
-    given = [flag for flag, used in (
-        ("--device", load.device), ("--device-map", load.device_map), ("--attn-implementation", load.attn_implementation),
-        ("--model-kwarg", model_kwargs), ("--threads N", isinstance(cpu.threads, int)),
-        ("--cpu-kernel", cpu.kernel != "auto"), ("--packing/--no-packing (vLLM always packs)", engine.packing is not None),
-    ) if used]
-    if given:
-        raise OptionsError(f"{', '.join(given)} applies to --engine transformers; vLLM places the model and chooses "
-                           "its kernels and threads itself (pass its own settings with --vllm-option KEY=VALUE)")
 
 
 def vllm_dtype(load: LoadOptions) -> str:
@@ -84,20 +60,12 @@ def start_llm(name: str, load: LoadOptions, engine: EngineOptions, max_length: i
                              "--engine transformers runs the model in torch instead") from None
 
 
-def start_engine(name: str, adapter: Adapter, load: LoadOptions, options: EngineOptions) -> VllmEngine:
-    """Start vLLM on `name` and score one short conversation, so that a model or machine vLLM cannot run fails
-    here, at load time, rather than as an engine failure in the middle of a run."""
-    engine = VllmEngine(adapter, options, start_llm(name, load, options, adapter.max_length))
-    try:
-        engine.step([adapter.encode(PROBE)])
-    except Exception as error:
-        raise ModelLoadError(f"vLLM started {name} but could not score with it: {error}. --engine transformers runs "
-                             "the model in torch instead") from None
-    return engine
+class VllmEngine(StartableEngine):
+    """The engine interface over vLLM's `LLM.classify` on token ids: every row of a call in one `classify`."""
 
-
-class VllmEngine(Engine):
-    """The `Engine` interface (`step`, `run`, `run_batches`) over vLLM's `LLM.classify` on token ids."""
+    capabilities = Capabilities(runner="vLLM's pooling runner", kinds=frozenset({"classifier"}),
+                                kinds_named="decoder sequence classifiers", own_code=False, packs=True,
+                                loads_weights=True)
 
     def __init__(self, adapter: Adapter, options: EngineOptions, llm):
         from vllm import PoolingParams
@@ -108,10 +76,36 @@ class VllmEngine(Engine):
         self.llm = llm
         self.options = replace(options, batch_size=ALL_AT_ONCE, max_tokens_per_batch=ALL_AT_ONCE, min_fill=0.0)
         self.asked = options  # vLLM's own batch limits (max_num_seqs, max_num_batched_tokens), for describe()
-        self._warned = False
         self.params = PoolingParams(use_activation=False)
 
-    def plan(self, items: Sequence[Encoded]) -> list[list[int]]:
+    @classmethod
+    def start(cls, adapter: Adapter, options: EngineOptions, *, name: str, load: LoadOptions) -> VllmEngine:
+        """Start vLLM on `name` and score one short conversation, so that a model or machine vLLM cannot run
+        fails here, at load time, rather than as an engine failure in the middle of a run."""
+        engine = cls(adapter, options, start_llm(name, load, options, adapter.max_length))
+        try:
+            engine.step([adapter.encode(PROBE)])
+        except Exception as error:
+            raise ModelLoadError(f"vLLM started {name} but could not score with it: {error}. --engine transformers "
+                                 "runs the model in torch instead") from None
+        return engine
+
+    @classmethod
+    def check_options(cls, load: LoadOptions, model_kwargs: Mapping[str, Any], cpu: CpuOptions,
+                      options: EngineOptions) -> None:
+        """Refuse the options of the transformers engine that vLLM has no equivalent for, rather than drop them."""
+        given = [flag for flag, used in (
+            ("--device", load.device), ("--device-map", load.device_map),
+            ("--attn-implementation", load.attn_implementation), ("--model-kwarg", model_kwargs),
+            ("--threads N", isinstance(cpu.threads, int)), ("--cpu-kernel", cpu.kernel != "auto"),
+            ("--packing/--no-packing (vLLM always packs)", options.packing is not None),
+        ) if used]
+        if given:
+            raise OptionsError(f"{', '.join(given)} applies to --engine transformers; vLLM places the model and "
+                               "chooses its kernels and threads itself (pass its own settings with --vllm-option "
+                               "KEY=VALUE)")
+
+    def batch_indices(self, items: Sequence[Encoded]) -> list[list[int]]:
         return [list(range(len(items)))] if items else []
 
     def step(self, items: Sequence[Encoded]) -> list[dict[str, float]]:
@@ -124,6 +118,16 @@ class VllmEngine(Engine):
             raise EngineFailure(f"vLLM's engine failed: {type(error).__name__}: {error}") from error
         logits = torch.tensor([list(output.outputs.probs) for output in outputs], dtype=torch.float32)
         return read(self.adapter.outputs_from_logits(logits))
+
+    def run(self, items: Sequence[Encoded], on_batch: Callable[[list[int]], None] | None = None) -> list[Result]:
+        return in_order(len(items), self.run_batches(items), on_batch)
+
+    def run_batches(self, items: Sequence[Encoded]) -> Iterator[dict[int, Result]]:
+        for indices in self.batch_indices(items):
+            yield settle(self.step, items, indices)
+
+    def restore_budget(self) -> bool:
+        return False  # vLLM keeps its own memory budget
 
     @property
     def runs_on_gpu(self) -> bool:
