@@ -167,7 +167,8 @@ def main() -> None:
     from rewardmill import RewardModel
     from rewardmill.reward_models.adapters import TextOptions
     from rewardmill.reward_models.adapters.classifier import ClassifierAdapter
-    from rewardmill.reward_models.engines.transformers_engine import EngineOptions, plan_batches
+    from rewardmill.reward_models.engines.transformers_engine import plan_batches
+    from rewardmill.reward_models.options import EngineOptions
 
     device = args.device
     tokenizer = AutoTokenizer.from_pretrained(KIT / "tokenizer")

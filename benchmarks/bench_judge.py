@@ -52,7 +52,7 @@ def main() -> None:
 
     from rewardmill.judges import GenerationSettings, Judge, OpenAIBackend, make_task
     from rewardmill.judges.local import TransformersBackend
-    from rewardmill.reward_models.engines.transformers_engine import EngineOptions
+    from rewardmill.reward_models.options import EngineOptions
 
     data = rows(args.rows, args.data_dir)
     settings = GenerationSettings(max_tokens=args.max_new_tokens)

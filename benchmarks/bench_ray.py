@@ -30,7 +30,7 @@ def main() -> None:
 
     from rewardmill import RowOptions, score_file
     from rewardmill.cli import ModelArgs
-    from rewardmill.reward_models.cpu import CpuOptions
+    from rewardmill.reward_models.options import CpuOptions
     from rewardmill.runs.ray import RayOptions, score_with_ray
 
     with tempfile.TemporaryDirectory() as tmp:

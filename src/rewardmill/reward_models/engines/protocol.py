@@ -17,9 +17,7 @@ from ...scorer import Failure
 if TYPE_CHECKING:
     from ..adapters.base import Adapter, Encoded
     from ..adapters.registry import Detection
-    from ..cpu import CpuOptions
-    from ..loading import LoadOptions
-    from .transformers_engine import EngineOptions
+    from ..options import CpuOptions, EngineOptions, LoadOptions
 
 Output = dict[str, float]  # {output name: value} of one row
 Result = Output | Failure  # one row's output, or why it could not be scored

@@ -12,10 +12,9 @@ from typing import Any
 from ...errors import OptionsError
 from ..adapters.base import Adapter
 from ..adapters.registry import Detection
-from ..cpu import CpuOptions
-from ..loading import LoadOptions
+from ..options import CpuOptions, EngineOptions, LoadOptions
 from .protocol import RewardEngine, StartableEngine
-from .transformers_engine import Engine, EngineOptions
+from .transformers_engine import Engine
 
 
 def engine_class(options: EngineOptions) -> type[StartableEngine]:
