@@ -165,10 +165,9 @@ def main() -> None:
     from transformers import AutoTokenizer, LlamaForSequenceClassification
 
     from rewardmill import RewardModel
-    from rewardmill.reward_models.adapters import TextOptions
     from rewardmill.reward_models.adapters.classifier import ClassifierAdapter
     from rewardmill.reward_models.engines.transformers_engine import plan_batches
-    from rewardmill.reward_models.options import EngineOptions
+    from rewardmill.reward_models.options import EngineOptions, TextOptions
 
     device = args.device
     tokenizer = AutoTokenizer.from_pretrained(KIT / "tokenizer")

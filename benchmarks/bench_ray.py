@@ -29,8 +29,8 @@ def main() -> None:
     import toy_models
 
     from rewardmill import RowOptions, score_file
-    from rewardmill.cli import ModelArgs
     from rewardmill.reward_models.options import CpuOptions
+    from rewardmill.reward_models.spec import ModelSpec
     from rewardmill.runs.ray import RayOptions, score_with_ray
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -39,7 +39,7 @@ def main() -> None:
         source = folder / "rows.jsonl"
         source.write_text("".join(json.dumps({"instruction": f"question {i} " + "word " * (i % 23),
                                               "response": "answer " * (i % 37 + 1)}) + "\n" for i in range(args.rows)))
-        make = ModelArgs(str(model), cpu=CpuOptions(kernel="torch", threads=1))
+        make = ModelSpec(str(model), cpu=CpuOptions(kernel="torch", threads=1))
         started = time.perf_counter()
         score_file(source, folder / "single.jsonl", make.scorer(), RowOptions())
         results = {"single process (1 thread)": time.perf_counter() - started}
