@@ -112,3 +112,34 @@ def test_the_cli_exits_non_zero_after_failures_while_scoring(tmp_path, model_dir
     assert CliRunner().invoke(app, [*args, "--allow-errors"]).exit_code == 0
     monkeypatch.setattr(ClassifierAdapter, "forward", forward)
     assert CliRunner().invoke(app, args).exit_code == 0  # an error in a row's content is not a failure while scoring
+
+
+def test_the_lowered_budget_is_the_engines_own_and_comes_back_only_when_restored(model_dirs, monkeypatch):
+    from rewardmill import EngineOptions
+    from rewardmill.reward_models.engines.transformers_engine import Engine
+
+    options = EngineOptions(batch_size=16, min_fill=0.0)
+    model = RewardModel.load(str(model_dirs["qwen2"]), engine=options)
+    configured = model.engine.options.max_tokens_per_batch
+    forward = model.adapter.forward
+
+    def small_memory(batch):
+        if len(batch.items) > 2:
+            raise MemoryError("out of memory")
+        return forward(batch)
+
+    monkeypatch.setattr(model.adapter, "forward", small_memory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.score(CONVS)
+    lowered = model.engine.options.max_tokens_per_batch
+    assert lowered < configured
+    assert options == EngineOptions(batch_size=16, min_fill=0.0)  # no options object was changed
+    assert Engine(model.adapter, options).options.max_tokens_per_batch == configured  # nor another engine's budget
+    monkeypatch.setattr(model.adapter, "forward", forward)
+    model.score(CONVS)
+    assert model.engine.options.max_tokens_per_batch == lowered  # a run keeps it lowered to its end
+    steps = []
+    while model.engine.restore_budget():
+        steps.append(model.engine.options.max_tokens_per_batch)
+    assert steps == sorted(steps) and steps[0] > lowered and steps[-1] == configured  # given back step by step

@@ -250,6 +250,34 @@ def test_a_model_exception_fails_only_its_request_and_the_server_keeps_serving(g
         assert post(url, "/get_reward", {"query": [texts[0]]}).status_code == 200
 
 
+def test_after_running_out_of_memory_the_server_gives_the_token_budget_back(llama_dir):
+    model = RewardModel.from_pretrained(str(llama_dir), threads=1, cpu_kernel="torch", min_fill=0.0)
+    ref = Reference(llama_dir)
+    configured = model.engine.options.max_tokens_per_batch
+    forward = model.adapter.forward
+    tight = threading.Event()
+    tight.set()
+
+    def small_memory(batch):
+        if tight.is_set() and len(batch.items) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(batch)
+
+    model.adapter.forward = small_memory
+    texts = [ref.render(c) for c in CONVS] * 3
+    with running(create_app(model)) as url:
+        huge = post(url, "/get_reward", {"query": texts})
+        assert huge.status_code == 200
+        assert max(abs(g - ref.text(t)) for g, t in zip(huge.json()["rewards"], texts)) <= TOL
+        assert model.engine.options.max_tokens_per_batch < configured  # the huge request lowered it
+        tight.clear()
+        for _ in range(300):  # a run of good batches gives it back, step by step
+            if model.engine.options.max_tokens_per_batch == configured:
+                break
+            assert post(url, "/get_reward", {"query": [texts[0]]}).status_code == 200
+        assert model.engine.options.max_tokens_per_batch == configured
+
+
 def test_bad_input_is_a_422_naming_the_item(served):
     url, ref = served
     bad_ids = post(url, "/classify", {"input": [[5, 6, 7], [1, 10**9]]})

@@ -376,8 +376,6 @@ class RewardModel:
         """Whether --engine vllm could run this model, when it is not the engine in use."""
         if self.detection is None or self.engine.identity:
             return {}
-        from .engines.vllm_engine import VllmEngine
-
-        refusal = VllmEngine.capabilities.refusal(self.detection)
+        refusal = engine_class(EngineOptions(engine="vllm")).capabilities.refusal(self.detection)
         return {"--engine vllm": f"not for this model: {refusal}" if refusal else
                 "could run this model (a decoder sequence classifier) on vLLM's pooling runner, when vLLM is installed"}

@@ -3,6 +3,7 @@ across requests. Needs the `serve` extra (FastAPI, uvicorn, prometheus_client)."
 
 from __future__ import annotations
 
-from .app import ServerOptions, create_app
+from .app import create_app
+from .options import ServerOptions
 
 __all__ = ["ServerOptions", "create_app"]

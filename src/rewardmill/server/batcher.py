@@ -41,18 +41,11 @@ class Work:
 
 
 @dataclass
-class BatchStats:
-    """What the batcher did, for /metrics and the load test."""
+class QueueStats:
+    """Queued inputs dropped before they ran because their request was cancelled (the service counts the same in
+    Prometheus as the requests go away; this count is the batcher's own)."""
 
-    formed: int = 0  # drains of the queue, each one engine run
-    batches: int = 0
-    rows: int = 0
     dropped: int = 0
-    batch_rows: collections.Counter = field(default_factory=collections.Counter)
-
-    @property
-    def mean_formed_rows(self) -> float:
-        return self.rows / self.formed if self.formed else 0.0
 
 
 class MicroBatcher:
@@ -64,7 +57,7 @@ class MicroBatcher:
         self.max_rows = max_rows
         self.on_formed = on_formed or (lambda rows: None)
         self.on_batch = on_batch or (lambda rows: None)
-        self.stats = BatchStats()
+        self.stats = QueueStats()
         self._queue: collections.deque[Work] = collections.deque()
         self._arrived = asyncio.Event()
         self._model = ThreadPoolExecutor(1, thread_name_prefix="rewardmill-model")
@@ -120,7 +113,6 @@ class MicroBatcher:
                     continue
                 works.append(work)
             if works:
-                self.stats.formed += 1
                 self.on_formed(len(works))
                 await loop.run_in_executor(self._model, self._run, works)
 
@@ -134,9 +126,6 @@ class MicroBatcher:
                 finished = time.perf_counter()
                 for i in settled:
                     works[i].finished_at = finished
-                self.stats.batches += 1
-                self.stats.rows += len(settled)
-                self.stats.batch_rows[len(settled)] += 1
                 self.on_batch(len(settled))
                 self._loop.call_soon_threadsafe(self._deliver, [(works[i], result) for i, result in settled.items()])
         except Exception as error:  # the engine settles model errors per row; this is a bug, fail these requests

@@ -4,7 +4,8 @@ finish, then drain the batcher and exit."""
 from __future__ import annotations
 
 from ..errors import OptionsError
-from .app import ServerOptions, create_app
+from .app import create_app
+from .options import ServerOptions
 
 
 def run_server(model, *, host: str = "127.0.0.1", port: int = 8000, options: ServerOptions = ServerOptions(),

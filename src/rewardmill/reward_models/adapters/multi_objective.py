@@ -26,7 +26,8 @@ _GATING = re.compile(r"gating", re.I)
 
 def objective_names(config, count: int, given: list[str] | None) -> list[str]:
     for candidate in (given, *(getattr(config, f, None) for f in NAME_FIELDS)):
-        if isinstance(candidate, (list, tuple)) and len(candidate) == count and all(isinstance(n, str) for n in candidate):
+        if isinstance(candidate, (list, tuple)) and len(candidate) == count and all(
+                isinstance(n, str) for n in candidate):
             return list(candidate)
     return [f"objective_{i}" for i in range(count)]
 
@@ -40,7 +41,8 @@ class MultiObjectiveAdapter(DecoderAdapter):
     def detect(cls, evidence) -> str | None:
         code = evidence.code or ""
         if _GATING.search(code) and "rewards" in code:
-            return f"custom code {evidence.class_name} ({evidence.auto_class}) returns per-objective rewards with a gating network"
+            return (f"custom code {evidence.class_name} ({evidence.auto_class}) returns per-objective rewards with a "
+                    "gating network")
         return None
 
     def __init__(self, model: torch.nn.Module, tokenizer, text: TextOptions = TextOptions(),

@@ -1,0 +1,1 @@
+"""One router per protocol the server speaks, each over the one `RewardService`."""
