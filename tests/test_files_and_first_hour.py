@@ -162,7 +162,7 @@ def test_a_device_this_torch_cannot_use_is_one_clear_line(tmp_path, llama_dir):
 def hub_down(monkeypatch):
     from huggingface_hub import constants
 
-    from rewardmill.reward_models import hub
+    from rewardmill import hub
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub, "endpoint", lambda: "http://127.0.0.1:9")  # nothing listens there

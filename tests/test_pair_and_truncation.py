@@ -5,9 +5,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
 from rewardmill import EngineOptions, RewardModel, RowError
+from rewardmill.reward_models.adapters.pair import PairAdapter
 from rewardmill.reward_models.family_options import PairOptions
 from rewardmill.reward_models.options import TextOptions
-from rewardmill.reward_models.adapters.pair import PairAdapter
 
 Q, A = "what is the capital of france?", "paris is the capital."
 CONV = [{"role": "user", "content": Q}, {"role": "assistant", "content": A}]

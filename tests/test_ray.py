@@ -15,8 +15,8 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from rewardmill import RowOptions, score_file  # noqa: E402  # noqa: E402
-from rewardmill.reward_models.spec import ModelSpec  # noqa: E402
 from rewardmill.reward_models.options import CpuOptions  # noqa: E402
+from rewardmill.reward_models.spec import ModelSpec  # noqa: E402
 from rewardmill.runs.ray import RayOptions, parts_folder, score_with_ray  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,6 @@
 and refusals that say what changed. The SIGKILL tests of real processes are in test_kill_resume.py."""
 
 import json
-import shutil
 
 import pytest
 from typer.testing import CliRunner

@@ -329,9 +329,9 @@ def test_the_cli_hands_every_model_flag_to_the_api(tmp_path, llama_dir, monkeypa
 
 
 def test_the_registry_is_the_list_of_adapters():
-    from rewardmill.reward_models.spec import KIND_CHOICES
     from rewardmill.reward_models.adapters import ADAPTERS, KINDS
     from rewardmill.reward_models.family_options import FamilyOptions
+    from rewardmill.reward_models.spec import KIND_CHOICES
 
     assert KINDS == tuple(a.kind for a in ADAPTERS) and len(set(KINDS)) == len(KINDS)
     assert KIND_CHOICES == ("auto", *KINDS)

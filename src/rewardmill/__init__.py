@@ -55,7 +55,13 @@ if TYPE_CHECKING:
     from .reward_models.baselines import LengthScorer
     from .reward_models.engines.transformers_engine import Engine
     from .reward_models.family_options import (
-        ClassifierOptions, DecoderOptions, FamilyOptions, MultiObjectiveOptions, PairOptions, RewardTokenOptions)
+        ClassifierOptions,
+        DecoderOptions,
+        FamilyOptions,
+        MultiObjectiveOptions,
+        PairOptions,
+        RewardTokenOptions,
+    )
     from .reward_models.loading import ModelLoadError
     from .reward_models.model import RewardModel
     from .reward_models.options import CpuOptions, EngineOptions, LoadOptions, TextOptions

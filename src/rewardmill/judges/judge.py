@@ -2,7 +2,7 @@
 task parses the answers. Identical requests are sent once per run: within a call, and across calls while the answer
 is among the last `ANSWERS_REMEMBERED`. An answer that does not parse is asked again (the answer and what was wrong
 with it are sent back) up to `retries` times, then the item fails with the parse error and its raw output kept. With
-a `ResultCache` (`runs.cache.answer_cache(folder)`), answers are also reused across runs. Counts of requests,
+a `ResultCache` (`cache.answer_cache(folder)`), answers are also reused across runs. Counts of requests,
 retries, parse failures and HTTP errors are kept in `stats`.
 """
 
@@ -12,8 +12,8 @@ import json
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 
+from ..cache import ResultCache
 from ..errors import OptionsError
-from ..runs.cache import ResultCache
 from ..scorer import Conversation, Failure, Item, ItemResult, Progress
 from . import parsing
 from .backends import Backend, Completion, cut_off

@@ -93,7 +93,7 @@ class JudgeSpec:
 
     def scorer(self):
         """The judge (a `Scorer`) these options describe."""
-        from ..runs.cache import answer_cache
+        from ..cache import answer_cache
         from .judge import Judge
         from .tasks import make_task
 

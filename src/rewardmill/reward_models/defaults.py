@@ -43,7 +43,7 @@ def installed_weights(name: str) -> Path | None:
 
 
 def _hub_available() -> bool:
-    from . import hub
+    from .. import hub
 
     if hub.cached(HUB_DEFAULT):
         return True

@@ -24,7 +24,7 @@ def hub_access(name: str, options: LoadOptions) -> LoadOptions:
     when the hub cannot be reached but the model is cached; else a ModelLoadError at once (not after retries)."""
     from pathlib import Path
 
-    from . import hub
+    from .. import hub
 
     if Path(name).is_dir() or options.local_files_only or hub.offline_mode() or hub.hub_reachable():
         return options

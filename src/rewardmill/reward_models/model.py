@@ -12,11 +12,10 @@ import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..cache import ResultCache
 from ..errors import OptionsError, RowError
-from ..evaluation.calibration import Calibration
-from ..runs.cache import ResultCache
 from ..scorer import Conversation, Failure, Item, ItemResult, Progress
 from . import cpu
 from .adapters import Adapter, Detection, adapter_for, detect_model
@@ -42,6 +41,9 @@ from .options import CpuOptions, EngineOptions, LoadOptions, TextOptions, split_
 from .quirks import QuirksError, load_quirks
 from .spec import ModelSpec
 from .weights import MEMO_NAME, DigestMemo, default_memo_path, weights_identity
+
+if TYPE_CHECKING:
+    from ..evaluation.calibration import Calibration  # a layer above: only its type is named here
 
 
 def _plain(options: Any) -> Any:
@@ -85,7 +87,7 @@ class RewardModel:
     def use_cache(self, folder: str | Path) -> RewardModel:
         """Reuse scores across runs: keyed by this model's fingerprint (its weights' content among it) and each
         input's token ids. The weights' digests are remembered beside the cache."""
-        from ..runs.cache import score_cache
+        from ..cache import score_cache
 
         self.cache = score_cache(folder)
         if self._identity is None:

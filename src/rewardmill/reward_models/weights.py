@@ -22,7 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
-from ..runs.cache import CacheError, cache_problem
+from ..cache import CacheError, cache_problem
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 MEMO_NAME = "weight-digests.sqlite"

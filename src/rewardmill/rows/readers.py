@@ -358,7 +358,7 @@ def _read_hub_dataset(name: str, split: str | None) -> RowSource:
     """A dataset on the Hugging Face hub, streamed split by split through `datasets` (nothing is held whole)."""
     import datasets
 
-    from ..reward_models import hub
+    from .. import hub
 
     if not hub.offline_mode() and not hub.hub_reachable():
         raise InputError(f"{name}: not a local file, and the Hugging Face hub ({hub.endpoint()}) cannot be reached "

@@ -57,8 +57,8 @@ def open_input(path: str | Path, split: str | None = None, encoding: str = DEFAU
 
 def check_score_cache(folder: str | Path) -> None:
     """`--cache` of a reward model: the folder writable, the cache and its weight digests readable."""
+    from ..cache import score_cache
     from ..reward_models.weights import MEMO_NAME, DigestMemo
-    from .cache import score_cache
 
     check_writable_folder(folder, f"--cache {folder}")
     score_cache(folder).close()
@@ -67,7 +67,7 @@ def check_score_cache(folder: str | Path) -> None:
 
 def check_answer_cache(folder: str | Path) -> None:
     """`--cache` of a judge: the folder writable, the cache readable."""
-    from .cache import answer_cache
+    from ..cache import answer_cache
 
     check_writable_folder(folder, f"--cache {folder}")
     answer_cache(folder).close()

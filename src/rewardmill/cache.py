@@ -14,7 +14,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from ..errors import InputError
+from .errors import InputError
 
 
 class CacheError(InputError):
