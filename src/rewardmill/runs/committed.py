@@ -3,9 +3,10 @@
 `run_committed` reads an opened job's rows, skips what an interrupted run committed (numbering and detecting
 shapes as an uninterrupted run would), hands the rest to the command's step, commits each chunk the step makes
 (`checkpoint.CommittedOutput`), stops cleanly where the input is damaged, and ends with the command's `finish`
-(by default the output assembled and moved into place). A Ctrl-C or SIGTERM (which the CLI turns into an
-exception) leaves the committed chunks for `--resume`. A command supplies only what differs: its step (rows in ->
-chunks of output rows, each with a JSON-able tally folded into its summary), its output format and its finish.
+(by default the output assembled and moved into place), and Ray (`runs.ray`) makes the same checks before the
+work and reports the same `Summary`. A Ctrl-C, a SIGTERM or a kill at any moment leaves the committed chunks for
+`--resume`, since each commit is atomic. A command supplies only what differs: its step (rows in -> chunks of
+output rows, each with a JSON-able tally folded into its summary), its output format and its finish.
 """
 
 from __future__ import annotations
