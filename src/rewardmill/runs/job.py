@@ -5,9 +5,9 @@ bar and a summary.
 folder that can be written, no partial run in the way) before anything slow happens, so the CLI calls it before
 it loads a model. `run_job` scores on the committed-run loop (`committed.run_committed`): each chunk of output
 rows is committed as it is scored (`checkpoint.CommittedOutput`); the output file appears, or is replaced, only
-when the run completes. A run that stops early leaves an earlier
-output untouched and its committed chunks in `OUTPUT.partial/`, which the same run with `resume=True` continues:
-the result is the file an uninterrupted run would have written, byte for byte.
+when the run completes. A run that stops early leaves an earlier output untouched and its committed chunks in
+`OUTPUT.partial/`, which the same run with `resume=True` continues: the result is the file an uninterrupted run
+would have written, byte for byte.
 """
 
 from __future__ import annotations

@@ -109,7 +109,8 @@ class _ScoreBatches:
 
 
 def _tally_name(part: str) -> str:
-    return part.replace("part-", "tally-").replace(".parquet", ".json")
+    """Beside the part, named so that readers of the folder as a Parquet dataset pass it by (a leading "_")."""
+    return "_" + part.replace("part-", "tally-").replace(".parquet", ".json")
 
 
 def _tallies(folder: Path) -> list[dict[str, Any]]:
