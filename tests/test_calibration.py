@@ -131,7 +131,8 @@ def test_calibrate_file_reads_every_score_in_chunks_as_one_pass_would(tmp_path):
 
     source = tmp_path / "ref.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in reference_rows()))
-    calibration, rows_with_errors = calibrate_file(source, tmp_path / "cal.json", LengthModel(), RowOptions(chunk_rows=4))
+    calibration, rows_with_errors = calibrate_file(source, tmp_path / "cal.json", LengthModel(),
+                                                   RowOptions(chunk_rows=4))
     rows = list(score_rows(LengthModel(), reference_rows()))
     scores = [s for row in rows for s in (row.get("scores") or []) if isinstance(s, (int, float))]
     assert rows_with_errors == sum(bool(row["error"]) for row in rows) == 1

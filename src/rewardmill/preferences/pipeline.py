@@ -2,8 +2,9 @@
 
 Input is taken chunk by chunk on the committed-run loop (`runs.committed`): rated (when a scorer is given),
 formatted, and the chunk's pairs committed with the count of input rows they came from, so an interrupted run
-resumes where it stopped. Output: JSONL, JSON, Parquet or CSV by extension, or, for a name without one of those extensions, a
-saved `datasets` directory that `datasets.load_from_disk` opens (assembled from the committed Parquet parts).
+resumes where it stopped. Output: JSONL, JSON, Parquet or CSV by extension, or, for a name without one of those
+extensions, a saved `datasets` directory that `datasets.load_from_disk` opens (assembled from the committed
+Parquet parts).
 """
 
 from __future__ import annotations

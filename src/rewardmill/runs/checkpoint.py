@@ -62,8 +62,9 @@ class CommittedOutput:
 
     `identity` is what the output depends on (a JSON-able dict). A folder left by an interrupted run is taken up
     with `resume=True` when its identity is the same (else InputError saying what changed), thrown away with
-    `overwrite=True`, and otherwise refused. `info` is recorded in the manifest beside it and never compared. Use as a context manager: leaving the block without `finish` keeps
-    the committed chunks for a later `resume` (and removes the folder when nothing was committed).
+    `overwrite=True`, and otherwise refused; `info` is recorded in the manifest beside it and never compared. Use
+    as a context manager: leaving the block without `finish` keeps the committed chunks for a later `resume` (and
+    removes the folder when nothing was committed).
     """
 
     def __init__(self, output: str | Path, identity: dict[str, Any], *, resume: bool = False,
@@ -138,7 +139,7 @@ class CommittedOutput:
                                                  **({"info": info} if info else {})})
 
     def note_damaged_input(self, lines: int, sha256: str) -> None:
-        """Record that the input broke off after `lines` lines with that digest (see `committed.with_repaired_input`)."""
+        """Record that the input broke off after `lines` lines with that digest (`committed.with_repaired_input`)."""
         manifest = _read_json(self.folder / MANIFEST) or {}
         _write_json(self.folder / MANIFEST, {**manifest, "damaged_input": {"lines": lines, "sha256": sha256}})
 
