@@ -199,3 +199,75 @@ def test_without_ray_installed_the_flag_says_how_to_install_it(monkeypatch, tmp_
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(OptionsError, match=r"pip install 'rewardmill\[ray\]'"):
         run(tmp_path / "in.jsonl", tmp_path / "out.jsonl", lambda: None)
+
+
+def test_ray_leaves_the_global_data_context_as_it_was_and_reports_the_single_process_summary(local_ray, tmp_path):
+    """A library user's Ray Data settings are theirs: the run keeps input order on its own datasets. Its summary
+    is the single-process `Summary`: rows with errors grouped by reason, in input order."""
+    from ray.data import DataContext
+
+    from rewardmill.reward_models.baselines import LengthScorer
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows(60)))
+    single = score_file(source, tmp_path / "single.jsonl", LengthScorer(), RowOptions())
+    context = DataContext.get_current()
+    order_before = context.execution_options.preserve_order
+    summary = score_with_ray(source, tmp_path / "ray.jsonl", LengthScorer, RowOptions(),
+                             RayOptions(actors=2, batch_rows=8))
+    assert DataContext.get_current() is context and context.execution_options.preserve_order == order_before
+    same_rows(tmp_path / "ray.jsonl", [json.loads(line) for line in (tmp_path / "single.jsonl").open()])
+    assert (summary.rows, summary.rows_with_errors, summary.errors, summary.error_groups, summary.failures) == \
+        (single.rows, single.rows_with_errors, single.errors, single.error_groups, single.failures)
+    assert summary.rows_with_errors == 4 and summary.parts >= 1 and summary.seconds > 0
+
+
+def test_ray_makes_the_checks_before_work_of_every_command(tmp_path):
+    """As `open_job` does for score and judge: the output is not the input, its folder takes files, and a partial
+    single-process run of it is not silently overwritten; all before Ray starts."""
+    from rewardmill.errors import InputError
+    from rewardmill.reward_models.baselines import LengthScorer
+    from rewardmill.runs.checkpoint import CommittedOutput
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows(10)))
+    with pytest.raises(InputError, match="is the input file"):
+        score_with_ray(source, source, LengthScorer)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        score_with_ray(source, tmp_path / "file" / "out.jsonl", LengthScorer)
+    with pytest.raises(InputError, match="unknown"):
+        score_with_ray(source, tmp_path / "out.txt", LengthScorer)
+    with pytest.raises(InputError, match="choose one"):
+        score_with_ray(source, tmp_path / "out.jsonl", LengthScorer, resume=True, overwrite=True)
+    with CommittedOutput(tmp_path / "out.jsonl", {"run": 1}) as out:
+        out.commit([{"a": 1}], 1)
+    with pytest.raises(InputError, match="an interrupted run left 1 input rows done"):
+        score_with_ray(source, tmp_path / "out.jsonl", LengthScorer)
+    assert not parts_folder(tmp_path / "out.jsonl").exists()
+
+
+def test_the_parts_folder_reads_as_one_parquet_dataset_beside_the_tallies(local_ray, tmp_path):
+    """--no-merge: the parts are the output, and their tallies do not get in the way of reading them; a resumed
+    run's summary counts the parts an earlier run committed."""
+    import pyarrow.parquet as pq
+
+    from rewardmill.reward_models.baselines import LengthScorer
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows(24)))
+    summary = score_with_ray(source, tmp_path / "out.jsonl", LengthScorer, RowOptions(),
+                             RayOptions(actors=1, batch_rows=8, merge=False))
+    folder = parts_folder(tmp_path / "out.jsonl")
+    parts = sorted(folder.glob("part-*.parquet"))
+    assert summary.output == str(folder) and len(list(folder.glob("_tally-*.json"))) == len(parts) == summary.parts
+    assert sorted(pq.read_table(folder).column("row_id").to_pylist()) == list(range(24))
+    # a resumed run counts the tallies of the parts it finds, and scores only the rest
+    first, last = (int(n) for n in parts[1].stem.split("-")[1:])
+    parts[1].unlink()
+    single = score_file(source, tmp_path / "single.jsonl", LengthScorer(), RowOptions())
+    resumed = score_with_ray(source, tmp_path / "out.jsonl", LengthScorer, RowOptions(),
+                             RayOptions(actors=1, batch_rows=8), resume=True)
+    assert (resumed.resumed_rows, resumed.rows) == (24 - (last - first + 1), 24) and resumed.parts >= 1
+    assert (resumed.rows_with_errors, resumed.errors, resumed.error_groups) == \
+        (single.rows_with_errors, single.errors, single.error_groups)

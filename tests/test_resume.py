@@ -255,3 +255,39 @@ def test_describe_changes_names_each_leaf():
     before = {"scorer": {"model": "a", "options": {"alpha": 1}}, "settings": [1, 2]}
     now = {"scorer": {"model": "b", "options": {"alpha": 1}, "new": True}, "settings": (1, 2)}
     assert describe_changes(before, now) == ['scorer.model: "a" -> "b"', "scorer.new: (none) -> true"]
+
+
+class Spec:
+    def __init__(self, **fields):
+        self.fields = fields
+
+    def to_dict(self) -> dict:
+        return dict(self.fields)
+
+
+class SpecifiedLength(StopsAt):
+    """The interruptible length baseline with a model specification, as `RewardModel.spec` gives one."""
+
+    def __init__(self, calls: int, spec: Spec):
+        super().__init__(calls)
+        self.spec = spec
+
+
+def test_the_manifest_records_the_scorers_spec_as_information_not_compared_on_resume(tmp_path):
+    from rewardmill.runs.checkpoint import read_manifest
+
+    source, out = write_jsonl(tmp_path / "in.jsonl", mixed_rows()), tmp_path / "out.jsonl"
+    with pytest.raises(Interrupted):
+        score_file(source, out, SpecifiedLength(3, Spec(model="length", batch_size=8)), OPTIONS)
+    manifest = read_manifest(out)
+    assert manifest["info"] == {"spec": {"model": "length", "batch_size": 8}}
+    assert "spec" not in json.dumps(manifest["identity"])
+    # another spec with the same identity resumes: the identity is what a resumed run is compared on
+    summary = score_file(source, out, SpecifiedLength(0, Spec(model="length", batch_size=16)), OPTIONS, resume=True)
+    assert summary.resumed_rows == 14 and summary.rows == 60
+    clean = tmp_path / "clean.jsonl"
+    score_file(source, clean, LengthScorer(), OPTIONS)
+    assert out.read_bytes() == clean.read_bytes()
+    with pytest.raises(Interrupted):  # a scorer without a spec records no information
+        score_file(source, tmp_path / "plain.jsonl", StopsAt(2), OPTIONS)
+    assert "info" not in read_manifest(tmp_path / "plain.jsonl")

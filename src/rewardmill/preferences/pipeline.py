@@ -1,26 +1,29 @@
 """`rewardmill dpo`: rated generations -> preference pairs, optionally rating them first with any scorer.
 
-Input is taken chunk by chunk: rated (when a scorer is given), formatted, and the chunk's pairs committed with
-the count of input rows they came from (`checkpoint.CommittedOutput`), so an interrupted run resumes where it
-stopped. Output: JSONL, JSON, Parquet or CSV by extension, or, for a name without one of those extensions, a
-saved `datasets` directory that `datasets.load_from_disk` opens (assembled from the committed Parquet parts).
+Input is taken chunk by chunk on the committed-run loop (`runs.committed`): rated (when a scorer is given),
+formatted, and the chunk's pairs committed with the count of input rows they came from, so an interrupted run
+resumes where it stopped. Output: JSONL, JSON, Parquet or CSV by extension, or, for a name without one of those
+extensions, a saved `datasets` directory that `datasets.load_from_disk` opens (assembled from the committed
+Parquet parts).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..errors import InputDamaged, InputError
+from ..errors import InputError
 from ..rows.readers import DEFAULT_ENCODING
 from ..rows.scoring import RowOptions, score_rows
 from ..rows.shapes import Columns, Shape
 from ..runs.checkpoint import CommittedOutput
-from ..runs.job import Job, check_output, run_identity, skip_done, stopped_by_damage, until_damaged, with_repaired_input
+from ..runs.committed import Chunk, Progress, chunked, run_committed
+from ..runs.job import Job, check_output, run_identity, run_info
 from ..runs.preflight import open_input
 from ..runs.writers import OUTPUT_FORMATS
 from ..scorer import Scorer
@@ -57,36 +60,26 @@ def run_dpo(job: DPOJob, options: DPOOptions = DPOOptions(), scorer: Scorer | No
     return the summary (of the whole input, an interrupted run's committed chunks included)."""
     settings = {"dpo": dataclasses.asdict(options), "chunk_rows": chunk_rows,
                 "output": "datasets" if job.as_dataset else job.output.suffix}
-    identity = run_identity("dpo", job, scorer, settings)
-    if job.resume:
-        identity = with_repaired_input(job, identity)
-    damage: list[InputDamaged] = []
     scoring = RowOptions(columns=Columns(messages=SCRATCH_MESSAGES, generations=options.columns.generations,
                                          ratings=options.columns.ratings, error=RATING_ERROR),
                          shape=Shape.messages_generations, chunk_rows=chunk_rows)
-    fmt = "parquet" if job.as_dataset else None
-    with CommittedOutput(job.output, identity, resume=job.resume, overwrite=job.overwrite, fmt=fmt) as out:
-        summary = DPOSummary()
-        for tally in out.tallies:
-            summary.add(tally)
-        rows, scoring = skip_done(until_damaged(job.source.rows, damage), scoring, out.rows_done)
+
+    def step(rows: Iterator[Any], scoring: RowOptions, on_progress: Progress | None) -> Iterator[Chunk]:
         first = scoring.first_row
-        while chunk := list(itertools.islice(rows, chunk_rows)):
+        for chunk in chunked(rows, chunk_rows):
             if scorer is not None:
                 chunk_scoring = dataclasses.replace(scoring, first_row=first)
                 chunk = list(without_scratch(score_rows(scorer, with_prompt_messages(chunk, options.columns),
                                                         chunk_scoring)))
             part = DPOSummary()
             pairs = list(format_dpo(chunk, options, part, first_row=first))
-            out.commit(pairs, len(chunk), part.tally())
-            summary.add(part.tally())
+            yield Chunk(pairs, len(chunk), part.tally())
             first += len(chunk)
-        if damage:
-            raise stopped_by_damage(damage[0], out)
-        if job.as_dataset:
-            _save_dataset(out, job.output)
-        else:
-            out.finish()
+
+    summary = DPOSummary()
+    run_committed(job, run_identity("dpo", job, scorer, settings), scoring, step, on_tally=summary.add,
+                  fmt="parquet" if job.as_dataset else None, info=run_info(scorer),
+                  finish=(lambda out: _save_dataset(out, job.output)) if job.as_dataset else None)
     return summary
 
 

@@ -4,7 +4,8 @@ repeating a row.
 Everything a run writes goes to a folder beside the output, `OUTPUT.partial/`:
 
   manifest.json           what the run is: fingerprints of the input, the scorer and every setting that changes
-                          the output (written first, replaced atomically)
+                          the output (written first, replaced atomically); beside it, as information never
+                          compared, the scorer's specification when it has one
   chunk-000000.jsonl      a committed chunk's rows (.parquet for Parquet output)
   chunk-000000.json       its commit record: input rows consumed, output rows, columns, the chunk's tally, and
                           the writer's notes (the columns it had to widen to keep every value, and why)
@@ -61,12 +62,13 @@ class CommittedOutput:
 
     `identity` is what the output depends on (a JSON-able dict). A folder left by an interrupted run is taken up
     with `resume=True` when its identity is the same (else InputError saying what changed), thrown away with
-    `overwrite=True`, and otherwise refused. Use as a context manager: leaving the block without `finish` keeps
-    the committed chunks for a later `resume` (and removes the folder when nothing was committed).
+    `overwrite=True`, and otherwise refused; `info` is recorded in the manifest beside it and never compared. Use
+    as a context manager: leaving the block without `finish` keeps the committed chunks for a later `resume` (and
+    removes the folder when nothing was committed).
     """
 
     def __init__(self, output: str | Path, identity: dict[str, Any], *, resume: bool = False,
-                 overwrite: bool = False, fmt: str | None = None):
+                 overwrite: bool = False, fmt: str | None = None, info: dict[str, Any] | None = None):
         self.output = Path(output)
         self.format = part_format(fmt or output_format(self.output))
         self.folder = partial_folder(self.output)
@@ -75,7 +77,7 @@ class CommittedOutput:
         self._lock = _lock(self.folder, self.output)
         self._active = True
         try:
-            self._open(identity, resume, overwrite)
+            self._open(identity, resume, overwrite, info)
         except BaseException:
             self._release()
             raise
@@ -106,7 +108,7 @@ class CommittedOutput:
         """The tally each committed chunk was committed with, in order."""
         return (record["tally"] for record in self.records)
 
-    def _open(self, identity: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    def _open(self, identity: dict[str, Any], resume: bool, overwrite: bool, info: dict[str, Any] | None) -> None:
         manifest = _read_json(self.folder / MANIFEST)
         committed = _committed(self.folder) if manifest is not None else []
         if committed and not overwrite:
@@ -133,10 +135,11 @@ class CommittedOutput:
                 _remove(path)
         self.format.resume(self._parts())
         if not self.records:
-            _write_json(self.folder / MANIFEST, {"version": VERSION, "identity": identity})
+            _write_json(self.folder / MANIFEST, {"version": VERSION, "identity": identity,
+                                                 **({"info": info} if info else {})})
 
     def note_damaged_input(self, lines: int, sha256: str) -> None:
-        """Record that the input broke off after `lines` lines with that digest (see `pipeline.with_repaired_input`)."""
+        """Record that the input broke off after `lines` lines with that digest (`committed.with_repaired_input`)."""
         manifest = _read_json(self.folder / MANIFEST) or {}
         _write_json(self.folder / MANIFEST, {**manifest, "damaged_input": {"lines": lines, "sha256": sha256}})
 
@@ -317,6 +320,13 @@ def scorer_choices(scorer: Any) -> dict[str, Any] | None:
     """What a scorer chose for itself at load (`choices.py`; reward models only), recorded in the manifest."""
     choices = getattr(scorer, "choices", None)
     return choices if isinstance(choices, dict) else None
+
+
+def scorer_spec(scorer: Any) -> dict[str, Any] | None:
+    """The scorer's serialisable specification (`spec.to_dict()`, reward models), recorded in the manifest as
+    information: the scorer's identity is what a resumed run is compared on."""
+    to_dict = getattr(getattr(scorer, "spec", None), "to_dict", None)
+    return to_dict() if callable(to_dict) else None
 
 
 def describe_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:

@@ -3,40 +3,40 @@ bar and a summary.
 
 `open_job` checks the input and the output (exists, readable, formats known, output not the input and in a
 folder that can be written, no partial run in the way) before anything slow happens, so the CLI calls it before
-it loads a model. Each chunk of output rows is committed as it is scored (`checkpoint.CommittedOutput`); the
-output file appears, or is replaced, only when the run completes. A run that stops early leaves an earlier
-output untouched and its committed chunks in `OUTPUT.partial/`, which the same run with `resume=True` continues:
-the result is the file an uninterrupted run would have written, byte for byte.
+it loads a model. `run_job` scores on the committed-run loop (`committed.run_committed`): each chunk of output
+rows is committed as it is scored (`checkpoint.CommittedOutput`); the output file appears, or is replaced, only
+when the run completes. A run that stops early leaves an earlier output untouched and its committed chunks in
+`OUTPUT.partial/`, which the same run with `resume=True` continues: the result is the file an uninterrupted run
+would have written, byte for byte.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import itertools
 import os
 import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputDamaged, InputError
+from ..errors import InputError
 from ..rows import error_groups
 from ..rows.readers import DEFAULT_ENCODING, RowSource
-from ..rows.scoring import RowOptions, first_row_shape, score_row_chunks
+from ..rows.scoring import RowOptions, score_row_chunks
 from ..scorer import Scorer
 from .checkpoint import (
-    CommittedOutput,
     committed_rows,
     input_fingerprint,
     partial_folder,
     scorer_choices,
     scorer_identity,
+    scorer_spec,
 )
+from .committed import Chunk, Progress, run_committed
 from .preflight import check_output_file, open_input
 from .writers import output_format
 
@@ -143,6 +143,12 @@ def run_identity(command: str, job: Job, scorer: Scorer | None, settings: dict[s
             "choices": scorer_choices(scorer)}
 
 
+def run_info(scorer: Scorer | None) -> dict[str, Any] | None:
+    """What a run's manifest records about it as information, never compared on resume: the model's spec."""
+    spec = scorer_spec(scorer)
+    return {"spec": spec} if spec is not None else None
+
+
 def row_settings(options: RowOptions) -> dict[str, Any]:
     return {"columns": dataclasses.asdict(options.columns), "shape": options.shape.value if options.shape else None,
             "strict": options.strict, "chunk_rows": options.chunk_rows}
@@ -152,84 +158,20 @@ def run_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions(), *, pro
             keep_errors: int = 20, command: str = "score") -> Summary:
     """Score an opened job's rows into its output, committing each chunk; continue an interrupted run when the
     job says `resume`."""
-    identity = run_identity(command, job, scorer, row_settings(options))
-    if job.resume:
-        identity = with_repaired_input(job, identity)
-    started = time.perf_counter()
-    damage: list[InputDamaged] = []
-    with CommittedOutput(job.output, identity, resume=job.resume, overwrite=job.overwrite) as out:
-        summary = Summary(output=str(job.output), resumed_rows=out.rows_done)
-        for tally in out.tallies:
-            summary.add(tally, keep_errors)
-        rows, options = skip_done(until_damaged(job.source.rows, damage), options, out.rows_done)
+    summary = Summary(output=str(job.output))
+
+    def step(rows: Iterator[Any], options: RowOptions, on_progress: Progress | None) -> Iterator[Chunk]:
         failures: Counter = Counter()
-        bar = _progress_bar(job.source.total, progress, initial=out.rows_done)
-        try:
-            for chunk in score_row_chunks(scorer, rows, options, on_progress=bar.update,
-                                          on_failure=lambda reason: failures.update([failure_group(reason)])):
-                tally = chunk_tally(chunk, options.columns.error, failures, keep_errors)
-                out.commit(chunk, len(chunk), tally)
-                summary.add(tally, keep_errors)
-                failures.clear()
-        finally:
-            bar.close()
-        if damage:
-            raise stopped_by_damage(damage[0], out)
-        summary.widened = out.widened
-        out.finish()
-    summary.seconds = time.perf_counter() - started
+        for chunk in score_row_chunks(scorer, rows, options, on_progress=on_progress,
+                                      on_failure=lambda reason: failures.update([failure_group(reason)])):
+            yield Chunk(chunk, len(chunk), chunk_tally(chunk, options.columns.error, failures, keep_errors))
+            failures.clear()
+
+    run = run_committed(job, run_identity(command, job, scorer, row_settings(options)), options, step,
+                        on_tally=lambda tally: summary.add(tally, keep_errors), info=run_info(scorer),
+                        progress=lambda done: _progress_bar(job.source.total, progress, initial=done))
+    summary.resumed_rows, summary.widened, summary.seconds = run.resumed_rows, run.widened, run.seconds
     return summary
-
-
-def until_damaged(rows: Iterable[Any], damage: list[InputDamaged]) -> Iterator[Any]:
-    """The rows, ending quietly where the input is damaged (noted in `damage`), so that the rows before the
-    damage are scored and committed like any others."""
-    try:
-        yield from rows
-    except InputDamaged as error:
-        damage.append(error)
-
-
-def stopped_by_damage(error: InputDamaged, out: CommittedOutput) -> InputDamaged:
-    """The one-line error for a damaged input: the rows before the damage stay committed when they can be
-    trusted (the file breaks off), and are thrown away when they cannot (it is corrupt)."""
-    if not error.sound_before:
-        out.discard()
-        return InputDamaged(f"{error}; the rows read before it may already be wrong, so none is kept. Repair or "
-                            "download the file again and run the same command", error.lines, error.sha256, False)
-    out.note_damaged_input(error.lines, error.sha256)
-    kept = f"the {out.rows_done:,} rows before it are committed in {out.folder}" if out.rows_done else \
-        "no row before it was committed"
-    return InputDamaged(f"{error}; {kept}. Repair or download the file again and run the same command with "
-                        "--resume to continue", error.lines, error.sha256)
-
-
-def with_repaired_input(job: Job, identity: dict[str, Any]) -> dict[str, Any]:
-    """A run stopped by a damaged input resumes on the repaired file when its first lines are the ones read
-    before the damage: the identity then names the input the run started with."""
-    from ..rows.readers import line_prefix_digest
-    from .checkpoint import read_manifest
-
-    manifest = read_manifest(job.output)
-    damaged = (manifest or {}).get("damaged_input")
-    started_with = (manifest or {}).get("identity", {}).get("input")
-    if not damaged or started_with == identity["input"]:
-        return identity
-    if line_prefix_digest(job.input, damaged["lines"]) != damaged["sha256"]:
-        return identity  # another file: the ordinary comparison refuses it, naming the input
-    return {**identity, "input": started_with}
-
-
-def skip_done(rows: Iterable[Any], options: RowOptions, done: int) -> tuple[Iterator[Any], RowOptions]:
-    """The rows after the first `done`, and row options that number and read them as an uninterrupted run
-    would: rows numbered from `done`, shapes detected against the first chunk's."""
-    iterator = iter(rows)
-    if not done:
-        return iterator, options
-    head = list(itertools.islice(iterator, min(done, options.chunk_rows)))
-    collections.deque(itertools.islice(iterator, done - len(head)), maxlen=0)
-    shape = options.shape or options.first_shape or (first_row_shape(head, options.columns) if head else None)
-    return iterator, dataclasses.replace(options, first_row=options.first_row + done, first_shape=shape)
 
 
 def failure_group(reason: str) -> str:

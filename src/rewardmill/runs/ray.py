@@ -5,22 +5,30 @@ stable `row_id`: its position in the input. A pool of actors (`ActorPoolStrategy
 from plain options and scores its batches with the ordinary row layer, numbered by `row_id`, so per-row errors
 read as in a single-process run. Each batch is written by its actor as one Parquet part named by its `row_id`
 range, under a temporary name and renamed, in `OUTPUT.parts/`: a retried task rewrites the same part (never a
-second copy), and a half-written part never counts. `--resume` skips the `row_id`s that committed parts hold. With
-`merge`, the parts are read back, checked (every `row_id` exactly once) and written as one file in input order.
+second copy), and a half-written part never counts; beside each part, written first, its tally (rows, errors
+grouped by reason, failures), so the summary is the single-process run's `Summary`, resumed parts included.
+`--resume` skips the `row_id`s that committed parts hold. With `merge`, the parts are read back, checked (every
+`row_id` exactly once) and written as one file in input order. The checks before the work are `open_job`'s, as
+for every command; Ray's global `DataContext` is left as it was (order is kept per dataset).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError, OptionsError
 from ..rows.readers import parse_line
 from ..rows.scoring import RowOptions, first_row_shape, score_row_chunks
 from ..scorer import Scorer
+from .job import Summary, chunk_tally, failure_group, open_job
 
 ROW_ID = "row_id"
 LINE = "text"  # the column of ray.data.read_text
@@ -41,11 +49,8 @@ class RayOptions:
 
 
 @dataclass
-class RaySummary:
-    rows: int = 0
-    resumed_rows: int = 0
-    parts: int = 0
-    output: str = ""
+class RaySummary(Summary):
+    parts: int = 0  # written by this run
 
 
 def parts_folder(output: Path) -> Path:
@@ -73,27 +78,53 @@ class _ScoreBatches:
 
         rows = [_row(row) for row in batch.to_pylist() if row[ROW_ID] not in self.done]
         written, counts = [], []
+        failures: Counter = Counter()
         for run in _contiguous(rows):
             first = run[0][ROW_ID]
             ids = [row.pop(ROW_ID) for row in run]
             options = dataclasses.replace(self.options, first_row=first, chunk_rows=len(run))
-            (scored,) = list(score_row_chunks(self.scorer, run, options))
+            failures.clear()
+            (scored,) = list(score_row_chunks(self.scorer, run, options,
+                                              on_failure=lambda reason: failures.update([failure_group(reason)])))
+            tally = chunk_tally(scored, options.columns.error, failures)
             for row, row_id in zip(scored, ids):
                 row[ROW_ID] = row_id
-            written.append(self._commit(scored, first, ids[-1]))
+            written.append(self._commit(scored, tally, first, ids[-1]))
             counts.append(len(scored))
         return pa.table({"part": pa.array(written, pa.string()), "rows": pa.array(counts, pa.int64())})
 
-    def _commit(self, rows: list[dict], first: int, last: int) -> str:
+    def _commit(self, rows: list[dict], tally: dict[str, Any], first: int, last: int) -> str:
         """One part, written as the single-process run writes a chunk: a column whose values have no one Arrow
-        type is JSON text (marked in its field), so no value can fail the part; `merge_parts` reads it back."""
+        type is JSON text (marked in its field), so no value can fail the part; `merge_parts` reads it back. Its
+        tally goes first: the part, renamed last, is what commits both."""
         from .writers import Parquet
 
         name = f"part-{first:012d}-{last:012d}.parquet"
         staging = self.folder / f".{name}.{os.getpid()}.tmp"
+        staging.write_text(json.dumps(tally, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+        os.replace(staging, self.folder / _tally_name(name))
         Parquet().write_part(rows, staging, first, [])
         os.replace(staging, self.folder / name)
         return name
+
+
+def _tally_name(part: str) -> str:
+    """Beside the part, named so that readers of the folder as a Parquet dataset pass it by (a leading "_")."""
+    return "_" + part.replace("part-", "tally-").replace(".parquet", ".json")
+
+
+def _tallies(folder: Path) -> list[dict[str, Any]]:
+    """The tallies of the committed parts, in input order (a part committed without one counts its rows only)."""
+    import pyarrow.parquet as pq
+
+    found = []
+    for part in sorted(folder.glob("part-*.parquet")):
+        try:
+            found.append(json.loads((folder / _tally_name(part.name)).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            found.append({"rows": pq.read_metadata(part).num_rows, "rows_with_errors": 0, "errors": [],
+                          "failures": {}})
+    return found
 
 
 def _row(record: dict) -> dict:
@@ -128,15 +159,18 @@ def committed_ids(folder: Path) -> set[int]:
 
 def score_with_ray(input_path: str | Path, output: str | Path, make_scorer: Callable[[], Scorer],
                    options: RowOptions = RowOptions(), ray_options: RayOptions = RayOptions(), *,
-                   resume: bool = False, overwrite: bool = False) -> RaySummary:
-    """Score `input_path` (JSONL or Parquet) on Ray into parts under OUTPUT.parts/, then (with merge) one file."""
+                   resume: bool = False, overwrite: bool = False, keep_errors: int = 20) -> RaySummary:
+    """Score `input_path` (JSONL or Parquet) on Ray into parts under OUTPUT.parts/, then (with merge) one file.
+    The input and the output are checked as `open_job` checks them before any work starts."""
     ray = _ray()
     output, source = Path(output), Path(input_path)
     if source.suffix.lower() not in (".jsonl", ".parquet"):
         raise InputError(f"{source}: --ray reads .jsonl and .parquet files (Ray Data's readers)")
+    open_job(source, output, resume=resume, overwrite=overwrite)
     folder = parts_folder(output)
     if folder.exists() and any(folder.glob("part-*.parquet")) and not (resume or overwrite):
         raise InputError(f"{folder} holds parts of an earlier run; add --resume to continue it, or --overwrite")
+    started = time.perf_counter()
     if overwrite and folder.exists():
         import shutil
 
@@ -148,14 +182,13 @@ def score_with_ray(input_path: str | Path, output: str | Path, make_scorer: Call
     if not ray.is_initialized():
         ray.init(address=ray_options.address, include_dashboard=False, log_to_driver=False,
                  **({} if ray_options.address else {"num_cpus": os.cpu_count()}))
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # row_ids by input position
     # JSONL is read as lines and parsed in the actors by rewardmill's own line parser: Ray's JSON reader turns a
     # missing nested value into NaN, where a single-process run sees no value
     dataset = ray.data.read_parquet(str(source)) if source.suffix.lower() == ".parquet" else \
         ray.data.read_text(str(source))
+    _keep_order(dataset)
     total = dataset.count()
-    dataset = dataset.zip(ray.data.range(total).rename_columns({"id": ROW_ID}))
+    dataset = dataset.zip(_keep_order(ray.data.range(total)).rename_columns({"id": ROW_ID}))
     if options.shape is None and options.first_shape is None and total:
         head = dataset.take_batch(min(total, options.chunk_rows), batch_format="pyarrow").to_pylist()
         head = [{k: v for k, v in _row(r).items() if k != ROW_ID} for r in head]  # as the actors will see them
@@ -171,11 +204,22 @@ def score_with_ray(input_path: str | Path, output: str | Path, make_scorer: Call
         batch_format="pyarrow", batch_size=ray_options.batch_rows,
         compute=ActorPoolStrategy(size=ray_options.actors), num_cpus=cpus, num_gpus=ray_options.gpus_per_actor)
     written = parts.take_all()
-    summary = RaySummary(rows=total, resumed_rows=len(done), parts=len(written), output=str(folder))
+    summary = RaySummary(resumed_rows=len(done), parts=len(written), output=str(folder))
+    for tally in _tallies(folder):
+        summary.add(tally, keep_errors)
+    summary.rows = total
     if ray_options.merge:
-        merge_parts(folder, output, total)
+        summary.widened = merge_parts(folder, output, total)
         summary.output = str(output)
+    summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _keep_order(dataset):
+    """Rows in input order (row_ids are input positions), set on this dataset's own copy of Ray Data's context, so
+    the program's global `DataContext` stays as it was."""
+    dataset.context.execution_options.preserve_order = True
+    return dataset
 
 
 def _part_rows(part: Path) -> list[dict]:
@@ -197,8 +241,9 @@ def _part_rows(part: Path) -> list[dict]:
     return rows
 
 
-def merge_parts(folder: Path, output: Path, total: int) -> None:
-    """One file in input order from the parts; every row_id from 0 to total - 1 exactly once, or an error."""
+def merge_parts(folder: Path, output: Path, total: int) -> dict[str, str]:
+    """One file in input order from the parts; every row_id from 0 to total - 1 exactly once, or an error.
+    Returns the columns the output's format wrote in another form to keep every value, and why."""
     from .checkpoint import CommittedOutput
 
     rows = sorted((row for part in sorted(folder.glob("part-*.parquet")) for row in _part_rows(part)),
@@ -213,4 +258,6 @@ def merge_parts(folder: Path, output: Path, total: int) -> None:
     with CommittedOutput(output, {"merged from": str(folder), "rows": total}, overwrite=True) as out:
         for start in range(0, len(rows), 2048):
             out.commit(rows[start : start + 2048], min(2048, len(rows) - start))
+        widened = out.widened
         out.finish()
+    return widened
