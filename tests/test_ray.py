@@ -271,3 +271,20 @@ def test_the_parts_folder_reads_as_one_parquet_dataset_beside_the_tallies(local_
     assert (resumed.resumed_rows, resumed.rows) == (24 - (last - first + 1), 24) and resumed.parts >= 1
     assert (resumed.rows_with_errors, resumed.errors, resumed.error_groups) == \
         (single.rows_with_errors, single.errors, single.error_groups)
+
+
+def test_score_ray_on_the_command_line_reports_errors_as_one_process_does(local_ray, tmp_path):
+    """`score --ray` prints the rows with errors grouped by reason, as a run in one process prints them."""
+    from typer.testing import CliRunner
+
+    from rewardmill.cli import app
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows(30)))
+    runner = CliRunner()
+    single = runner.invoke(app, ["score", str(source), "-m", "length", "-o", str(tmp_path / "one.jsonl")])
+    on_ray = runner.invoke(app, ["score", str(source), "-m", "length", "-o", str(tmp_path / "ray.jsonl"), "--ray",
+                                 "--batch-rows", "8"])
+    assert single.exit_code == on_ray.exit_code == 0, on_ray.output
+    report = single.output[single.output.index("2 rows have errors"):]
+    assert "(rows 4, 21)" in report and report in on_ray.output

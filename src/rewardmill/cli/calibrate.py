@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import OptionsError, RewardmillError
+from ..errors import RewardmillError
 from .common import (
     ChunkOpt,
     EncodingOpt,
@@ -40,29 +40,15 @@ def calibrate(
 ) -> None:
     """Score a reference set (INPUT, any shape `score` reads) and save the mean and standard deviation of the
     scores, for `--normalize` in score and serve. Use the same model options there as here."""
-    from ..evaluation.calibration import calibrate as make_calibration
-    from ..rows.scoring import RowOptions, score_rows
-    from ..runs.preflight import check_output_file, open_input
+    from ..evaluation.calibration import calibrate_job, open_calibration
+    from ..rows.scoring import RowOptions
 
     quiet_transformers()
     try:
-        source = open_input(str(input), split, encoding)
-        check_output_file(output)
+        job = open_calibration(str(input), output, split=split, encoding=encoding)  # before any model loads
         scorer = model_spec(model_or_default(model), model_flags).scorer()
-        if not hasattr(scorer, "identity") or not hasattr(scorer, "normalize_with"):
-            raise OptionsError(f"calibrate applies to reward models, not {scorer.name}")
         options = RowOptions(shape=shape_of(shape), chunk_rows=chunk_rows)
-        scores, errors = [], 0
-        for row in score_rows(scorer, source.rows, options):
-            errors += bool(row.get("error"))
-            for name in ("score", "scores", "ratings"):
-                value = row.get(name)
-                for item in value if isinstance(value, list) else [value]:
-                    if isinstance(item, (int, float)):
-                        scores.append(item)
-        calibration = make_calibration(scorer.identity, scores, source=str(input))
-        output.parent.mkdir(parents=True, exist_ok=True)
-        calibration.save(output)
+        calibration, errors = calibrate_job(job, scorer, options)
     except RewardmillError as error:
         fail(str(error))
         return

@@ -77,7 +77,8 @@ def judge(
         if ray:
             score_on_ray(input, output, spec.scorer, options, resume=resume, overwrite=overwrite, address=ray_address,
                          actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows, merge=merge,
-                         unsupported={"--encoding": None if encoding == "utf-8" else encoding})
+                         unsupported={"--encoding": None if encoding == "utf-8" else encoding},
+                         allow_errors=allow_errors)
             return
         scorer = spec.scorer()
         summary = run_resumable(lambda: run_job(job, scorer, options, progress=progress, command="judge"), output)

@@ -10,12 +10,14 @@ import typer
 
 from ..errors import OptionsError
 from ..scorer import Scorer
+from .reporting import report_errors
 
 
 def score_on_ray(input: Path, output: Path, make_scorer: Callable[[], Scorer], row_options, *, resume: bool,
                  overwrite: bool, address: str | None, actors: int, gpus_per_actor: float, batch_rows: int, merge: bool,
-                 unsupported: dict[str, Any]) -> None:
-    """Run on Ray; `make_scorer` is called in each actor (a spec's bound `scorer`, so it pickles as the spec)."""
+                 unsupported: dict[str, Any], allow_errors: bool) -> None:
+    """Run on Ray; `make_scorer` is called in each actor (a spec's bound `scorer`, so it pickles as the spec). The
+    errors are reported as a run in one process reports them, with the same exit code."""
     from ..runs.ray import RayOptions, score_with_ray
 
     given = [flag for flag, value in unsupported.items() if value is not None]
@@ -28,3 +30,4 @@ def score_on_ray(input: Path, output: Path, make_scorer: Callable[[], Scorer], r
     where = summary.output if merge else \
         f"{summary.output} (Parquet parts with a row_id column; --merge makes one file)"
     typer.echo(f"scored {summary.rows} rows on Ray{resumed} -> {where}", err=True)
+    report_errors(summary, row_options.columns.error, allow_errors)

@@ -130,7 +130,8 @@ def score(
             score_on_ray(input, output, spec.scorer, row_options, resume=resume, overwrite=overwrite,
                          address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor, batch_rows=batch_rows,
                          merge=merge, unsupported={"--cache": cache, "--normalize": normalize,
-                                                   "--encoding": None if encoding == "utf-8" else encoding})
+                                                   "--encoding": None if encoding == "utf-8" else encoding},
+                         allow_errors=allow_errors)
             return
         scorer = spec.scorer()
         if cache is not None:
