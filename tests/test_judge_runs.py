@@ -74,17 +74,7 @@ def test_log_probability_scoring_says_when_the_answer_was_cut_off_before_its_ver
 
 @pytest.fixture(scope="module")
 def toy_generator(tmp_path_factory):
-    """A random Llama causal LM with the toy Llama-3 tokenizer: it writes whatever its weights say, greedily."""
-    from transformers import LlamaForCausalLM
-
-    directory = tmp_path_factory.mktemp("toy-judge") / "llama"
-    tok = toy_models.llama_tokenizer()
-    config = toy_models._decoder_config("llama", tok)
-    config.architectures = ["LlamaForCausalLM"]
-    torch.manual_seed(4)  # a seed whose greedy answers run past a few tokens
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
+    return toy_models.build_llama_generator(tmp_path_factory.mktemp("toy-judge") / "llama")
 
 
 def test_a_long_local_chunk_shows_progress_as_its_batches_finish(toy_generator, tmp_path, monkeypatch):

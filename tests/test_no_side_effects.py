@@ -60,18 +60,7 @@ def test_the_report_plots_leave_matplotlib_as_it_was():
 
 @pytest.fixture(scope="module")
 def toy_generator(tmp_path_factory):
-    """A random Llama causal LM with the toy Llama-3 tokenizer (as in test_judge_runs)."""
-    from transformers import LlamaForCausalLM
-
-    directory = tmp_path_factory.mktemp("toy-judge") / "llama"
-    tok = toy_models.llama_tokenizer()
-    config = toy_models._decoder_config("llama", tok)
-    config.architectures = ["LlamaForCausalLM"]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(4)
-        LlamaForCausalLM(config).save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
+    return toy_models.build_llama_generator(tmp_path_factory.mktemp("toy-judge") / "llama")
 
 
 def test_a_sampling_local_judge_leaves_the_global_rng_alone_and_samples_as_before(toy_generator, monkeypatch):

@@ -196,3 +196,18 @@ def build_pad_is_eos_rm(family: str, directory: Path, seed: int = 0, head_dim: i
     model.save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
+
+
+def build_llama_generator(directory: Path, seed: int = 4) -> Path:
+    """A random Llama causal LM with the toy Llama-3 tokenizer, for local judges: it writes whatever its weights
+    say (seed 4: greedy answers that run past a few tokens). The process's RNG is left as it was."""
+    from transformers import LlamaForCausalLM
+
+    tok = llama_tokenizer()
+    config = _decoder_config("llama", tok)
+    config.architectures = ["LlamaForCausalLM"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        LlamaForCausalLM(config).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
