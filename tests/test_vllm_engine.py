@@ -110,7 +110,11 @@ def on_vllm(vllm_dirs):
                                                        vllm_options={"gpu_memory_utilization": 0.05}, **options)
         return started[key]
 
-    return get
+    yield get
+    # Shut vLLM's engine processes down while pytest runs: left to interpreter exit, their shutdown logs to closed
+    # streams and can abort the process after every test passed.
+    for model in started.values():
+        model.engine.llm.llm_engine.engine_core.shutdown()
 
 
 @needs_vllm
