@@ -105,7 +105,6 @@ def calibrate_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions()) 
     columns = options.columns
     scores: list[float] = []
     rows_with_errors = 0
-    made: list[Calibration] = []
 
     def step(rows: Iterator[Any], options: RowOptions, on_progress: Progress | None) -> Iterator[Chunk]:
         for chunk in score_row_chunks(scorer, rows, options, on_progress):
@@ -117,14 +116,11 @@ def calibrate_job(job: Job, scorer: Scorer, options: RowOptions = RowOptions()) 
         scores.extend(tally["scores"])
         rows_with_errors += tally["rows_with_errors"]
 
-    def save(_: object) -> None:
-        calibration = calibrate(scorer.identity, scores, source=job.input)
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-        made.append(calibration)
-        calibration.save(job.output)
-
-    run_committed(job, None, options, step, on_tally=count, finish=save)
-    return made[0], rows_with_errors
+    run_committed(job, None, options, step, on_tally=count)
+    calibration = calibrate(scorer.identity, scores, source=job.input)
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    calibration.save(job.output)
+    return calibration, rows_with_errors
 
 
 def calibrate_file(input_path: str | Path, output: str | Path, scorer: Scorer, options: RowOptions = RowOptions(),
