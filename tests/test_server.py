@@ -302,7 +302,7 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(gated):
             time.sleep(1.0)
             started = time.perf_counter()
             refused = post(url, "/get_reward", {"query": [ref.render(CONVS[0])]})
-            assert time.perf_counter() - started < 0.5
+            assert time.perf_counter() - started < 5  # the model stays stuck: waiting for it would never end
             gate.open.set()
             statuses = sorted(f.result().status_code for f in futures)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
@@ -407,11 +407,11 @@ def test_more_inputs_than_the_queue_holds_is_413_not_a_503_forever(llama):
             answer = post(url, path, body)
             assert answer.status_code == 413, (path, answer.text)
             assert "at most 4 (--max-queue)" in answer.json()["error"]["message"]
-        client = RewardClient(url, retries=5, backoff=1.0)
+        client = RewardClient(url, retries=5, backoff=10.0)
         started = time.perf_counter()
         with pytest.raises(RewardServerError, match="refused the request: 413"):
             client.rewards([{"instruction": "q", "response": "a"}] * 5)
-        assert time.perf_counter() - started < 1.0  # not retried
+        assert time.perf_counter() - started < 5.0  # not retried (a first retry would wait at least 5 s)
         assert post(url, "/get_reward", {"query": ["x"] * 4}).status_code == 200
 
 
