@@ -191,6 +191,10 @@ class EngineOptions:
     `packing` puts a batch's rows side by side in one padding-free row (see `Batch`); then the token budget
     counts real tokens. None: packed where the attention runs packed rows at their own length (flash or flex
     attention), padded elsewhere (SDPA and eager attention would compute the whole packed square).
+
+    `prefix_sharing`: rows whose token ids share at least `min_shared_tokens` leading ids run them once (see
+    `engines.prefix_groups`); None: wherever the model's adapter declares it exact. Then the budget counts the
+    tokens actually computed.
     """
 
     batch_size: int | None = option(
@@ -200,10 +204,17 @@ class EngineOptions:
         None, help="Most padded tokens (rows x longest row) in one forward pass (default: 1024 on CPU, 16384 on GPU).",
         panel=ENGINE)
     min_fill: float = api_only(0.9, why="a batching constant, measured in docs/benchmarks.md")
+    min_shared_tokens: int = api_only(32, why="the prefix sharing threshold, measured in docs/benchmarks.md")
     packing: bool | None = option(
         None, flag="--packing/--no-packing", help="Put each batch's rows side by side in one row without padding "
         "(positions restart at each row). Default: on where the attention runs packed rows at their own length "
         "(flash or flex attention), off elsewhere.", panel=ENGINE, show_default=False)
+    prefix_sharing: bool | None = option(
+        None, flag="--prefix-sharing/--no-prefix-sharing", help="Rows that share a prefix (the responses to one "
+        "prompt, in one row or in several) run it once: one sequence of the prefix and each continuation, each "
+        "seeing the prefix and itself only, with its own positions. Default: on where the model scores exactly "
+        "so (rewardmill inspect says why not); --engine vllm: its prefix cache, with such rows adjacent.",
+        panel=ENGINE, show_default=False)
     engine: EngineName = option(
         "transformers", flag="--engine", help="transformers: the model's own forward in torch, batched by "
         "rewardmill (every family). vllm: vLLM's pooling runner on rewardmill's token ids (decoder sequence "
@@ -223,6 +234,8 @@ class EngineOptions:
             raise OptionsError("batch_size must be at least 1")
         if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
             raise OptionsError("max_tokens_per_batch must be at least 1")
+        if not isinstance(self.min_shared_tokens, int) or self.min_shared_tokens < 1:
+            raise OptionsError("min_shared_tokens must be a positive number of tokens")
         if not 0.0 <= self.min_fill <= 1.0:
             raise OptionsError("min_fill must be between 0 and 1")
 

@@ -41,7 +41,9 @@ class Batch:
     """A batch, as the engine builds it. Padded: one row per item, `last_index[i]` the position of row i's last
     real token. Packed (`packed`): every item side by side in one row of shape [1, total] with no padding and no
     attention mask, positions restarting at 0 for each item (which is how the attention tells them apart), and
-    `last_index[i]` the position of item i's last token in that row."""
+    `last_index[i]` the position of item i's last token in that row. Grouped (`row_of`): rows that share a prefix
+    run it once, `attention_mask` is a 4D block mask [rows, 1, width, width] (or a flex attention BlockMask) and
+    item i is read at `last_index[i]` of row `row_of[i]`."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor | None
@@ -50,6 +52,8 @@ class Batch:
     token_type_ids: torch.Tensor | None
     items: list[Encoded]
     packed: bool = False
+    row_of: torch.Tensor | None = None  # grouped: the row each item is read in (`batching.collate_grouped`)
+    segments: torch.Tensor | None = None  # grouped: 0 on a shared prefix, k on a row's k-th continuation, -1 pad
 
 
 def forward_parameters(model: torch.nn.Module) -> Mapping[str, inspect.Parameter]:
@@ -92,6 +96,16 @@ class Adapter(ABC):
     def can_pack(self) -> bool:
         """Whether `forward` reads packed batches (see `Batch`); families that read padded rows only say no."""
         return False
+
+    def prefix_sharing_refusal(self) -> str | None:
+        """Why rows that share a prefix cannot run it once in this model (see `batching.collate_grouped`), or
+        None when they can and score exactly as alone. Families that read one token of a causal model say so."""
+        return f"the {self.kind} family does not declare it (its score may depend on tokens after the one it reads)"
+
+    @property
+    def shareable_length(self) -> int | None:
+        """The longest row that may share a prefix (a sliding window's length), or None for any row."""
+        return None
 
     @property
     @abstractmethod

@@ -1,4 +1,5 @@
-"""Encoded items into the `Batch` an adapter's forward reads: padded rows, or packed side by side in one row.
+"""Encoded items into the `Batch` an adapter's forward reads: padded rows, packed side by side in one row, or
+grouped (rows that share a prefix run it once, each seeing the prefix and itself only).
 
 Adapters build batches too (a probe row at load), so this lives on the adapters' side: engines import it, never
 the reverse.
@@ -7,6 +8,7 @@ the reverse.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -52,3 +54,69 @@ def collate_packed(items: Sequence[Encoded], device: torch.device) -> Batch:
     position_ids = (torch.arange(int(ends[-1])) - starts)[None]
     return Batch(input_ids=input_ids.to(device), attention_mask=None, position_ids=position_ids.to(device),
                  last_index=(ends - 1).to(device), token_type_ids=None, items=list(items), packed=True)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Items that run as one sequence: their first `shared` ids (the same in each) once, then each item's rest.
+    `shared` is 0 for an item that shares nothing, and never its whole length (each keeps its own last token)."""
+
+    shared: int
+    members: tuple[int, ...]  # indices into the batch's items
+
+
+def group_mask(segments: torch.Tensor) -> torch.Tensor:
+    """The boolean attention mask [rows, 1, width, width] of grouped rows: a token sees the earlier tokens of its
+    own continuation and of its group's shared prefix, never a sibling's. `segments` [rows, width]: 0 on a shared
+    prefix, k on a group's k-th continuation, -1 on padding (a padding token sees itself only)."""
+    width = segments.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=segments.device).tril()
+    query, key = segments[:, :, None], segments[:, None, :]
+    visible = causal & (key >= 0) & ((key == 0) | (key == query))
+    visible |= torch.eye(width, dtype=torch.bool, device=segments.device) & (query < 0)
+    return visible[:, None]
+
+
+def flex_block_mask(segments: torch.Tensor):
+    """`group_mask` as a flex attention BlockMask, built from the segments rather than from a dense mask, so
+    that the attention skips the blocks that no token of the block sees (between siblings, on padding)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    rows, width = segments.shape
+
+    def visible(b, h, q, k):
+        query, key = segments[b, q], segments[b, k]
+        return ((k <= q) & (key >= 0) & ((key == 0) | (key == query))) | ((q == k) & (query < 0))
+
+    return create_block_mask(visible, rows, None, width, width, device=segments.device)
+
+
+def collate_grouped(items: Sequence[Encoded], groups: Sequence[Group], pad_token_id: int, padding_side: str,
+                    device: torch.device) -> Batch:
+    """One row per group, padded: the shared prefix once, then each member's rest, with a block mask
+    (`group_mask`) and each member's positions as if it ran alone, so every member scores as it would alone."""
+    lengths = [g.shared + sum(len(items[m]) - g.shared for m in g.members) for g in groups]
+    width, rows = max(lengths), len(groups)
+    input_ids = torch.full((rows, width), pad_token_id, dtype=torch.long)
+    positions = torch.zeros((rows, width), dtype=torch.long)
+    segments = torch.full((rows, width), -1, dtype=torch.long)
+    last_index = torch.zeros(len(items), dtype=torch.long)
+    row_of = torch.zeros(len(items), dtype=torch.long)
+    for row, (group, length) in enumerate(zip(groups, lengths)):
+        at = width - length if padding_side == "left" else 0
+        shared = group.shared
+        if shared:
+            input_ids[row, at:at + shared] = torch.tensor(items[group.members[0]].input_ids[:shared])
+            positions[row, at:at + shared] = torch.arange(shared)
+            segments[row, at:at + shared] = 0
+            at += shared
+        for k, member in enumerate(group.members, start=1):
+            rest = items[member].input_ids[shared:]
+            input_ids[row, at:at + len(rest)] = torch.tensor(rest)
+            positions[row, at:at + len(rest)] = torch.arange(shared, shared + len(rest))
+            segments[row, at:at + len(rest)] = k
+            at += len(rest)
+            last_index[member], row_of[member] = at - 1, row
+    return Batch(input_ids=input_ids.to(device), attention_mask=group_mask(segments.to(device)),
+                 position_ids=positions.to(device), last_index=last_index.to(device), token_type_ids=None,
+                 items=list(items), row_of=row_of.to(device), segments=segments.to(device))

@@ -24,6 +24,7 @@ from ..loading import ModelLoadError
 from ..options import TextOptions
 from .base import Batch, forward_parameters
 from .decoder import DecoderAdapter
+from .sharing import prefix_sharing_refusal, shareable_length
 
 HEAD_NAMES = ("score", "classifier")
 
@@ -124,6 +125,13 @@ class ClassifierAdapter(DecoderAdapter):
         # Packed rows are told apart by positions restarting at 0; a base without position_ids cannot see that.
         return self.base_passes_positions and self.base_takes_cache_flag and not self.model_kwargs
 
+    def prefix_sharing_refusal(self) -> str | None:
+        return prefix_sharing_refusal(self.model, self.can_pack)
+
+    @property
+    def shareable_length(self) -> int | None:
+        return shareable_length(self.model)
+
     def logits(self, batch: Batch) -> torch.Tensor:
         inputs = {"input_ids": batch.input_ids}
         if batch.attention_mask is not None:
@@ -134,7 +142,10 @@ class ClassifierAdapter(DecoderAdapter):
             inputs["use_cache"] = False
         hidden = self.base(**inputs, **self.model_kwargs).last_hidden_state
         index = batch.last_index.to(hidden.device)
-        rows = torch.zeros_like(index) if batch.packed else torch.arange(hidden.shape[0], device=hidden.device)
+        if batch.row_of is not None:
+            rows = batch.row_of.to(hidden.device)
+        else:
+            rows = torch.zeros_like(index) if batch.packed else torch.arange(hidden.shape[0], device=hidden.device)
         last = hidden[rows, index]
         head_weight = next(self.head.parameters(), None)
         return self.head(last if head_weight is None else last.to(head_weight.device))

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...errors import OptionsError
-from ..adapters.base import Adapter, Encoded
-from ..adapters.batching import collate, collate_packed
+from ..adapters.base import Adapter, Batch, Encoded
+from ..adapters.batching import Group, collate, collate_grouped, collate_packed, flex_block_mask
 from ..options import EngineOptions
 from .budget import TokenBudget
+from .prefix_groups import computed_length, find_groups
 from .protocol import Capabilities, Result, StartableEngine
 from .running import in_order, read, settle
 
@@ -87,7 +88,7 @@ class Engine(StartableEngine):
     A batch that runs out of memory lowers this engine's token budget (its own state: `options` never changes
     anyone's options object) until `restore_budget` gives it back."""
 
-    capabilities = Capabilities(runner="the transformers engine", packs=True)
+    capabilities = Capabilities(runner="the transformers engine", packs=True, prefix_sharing=True)
 
     def __init__(self, adapter: Adapter, options: EngineOptions = EngineOptions()):
         self.adapter = adapter
@@ -96,6 +97,10 @@ class Engine(StartableEngine):
             raise OptionsError(f"packing needs a model whose forward takes position_ids and no extra arguments; "
                                f"this {adapter.kind} model's does not (leave packing off)")
         self.packing = packs_by_default(adapter) if options.packing is None else options.packing
+        self.sharing_refusal = adapter.prefix_sharing_refusal()
+        if options.prefix_sharing and self.sharing_refusal:
+            raise OptionsError(f"--prefix-sharing: this model cannot share prefixes exactly: {self.sharing_refusal}")
+        self.prefix_sharing = options.prefix_sharing is not False and self.sharing_refusal is None
         self.budget = TokenBudget(self.configured.max_tokens_per_batch)
         self._warned = False
 
@@ -116,8 +121,26 @@ class Engine(StartableEngine):
         return replace(self.configured, max_tokens_per_batch=self.budget.current)
 
     def batch_indices(self, items: Sequence[Encoded]) -> list[list[int]]:
-        lengths = [len(item) for item in items]
-        return plan_packed(lengths, self.options) if self.packing else plan_batches(lengths, self.options)
+        """Batches of item indices; with prefix sharing, the members of a group are adjacent in one batch, and the
+        budget counts the group's computed tokens (its prefix once)."""
+        if not self.prefix_sharing:
+            lengths = [len(item) for item in items]
+            return plan_packed(lengths, self.options) if self.packing else plan_batches(lengths, self.options)
+        groups = self.groups(items)
+        lengths = [computed_length(group, [len(item) for item in items]) for group in groups]
+        planned = plan_packed(lengths, self.options) if self.packing else plan_batches(lengths, self.options)
+        return [[member for g in batch for member in groups[g].members] for batch in planned]
+
+    def groups(self, items: Sequence[Encoded]) -> list[Group]:
+        """The rows of `items` that share a prefix worth running once (`prefix_groups.find_groups`); rows longer
+        than the model lets share (a sliding window) stay alone."""
+        limit = self.adapter.shareable_length
+        shareable = [i for i, item in enumerate(items) if limit is None or len(item) <= limit]
+        groups = find_groups([items[i].input_ids for i in shareable], self.configured.min_shared_tokens,
+                             self.budget.current)
+        found = [Group(g.shared, tuple(shareable[m] for m in g.members)) for g in groups]
+        alone = sorted(set(range(len(items))) - set(shareable))
+        return found + [Group(0, (i,)) for i in alone]
 
     @property
     def runs_on_gpu(self) -> bool:
@@ -135,7 +158,7 @@ class Engine(StartableEngine):
         options = self.options
         return {"engine": options.engine, "device": str(self.adapter.device), "batch_size": options.batch_size,
                 "max_tokens_per_batch": options.max_tokens_per_batch, "min_fill": options.min_fill,
-                "packing": self.packing}
+                "packing": self.packing, "prefix_sharing": self.prefix_sharing}
 
     def describe(self) -> dict[str, str]:
         options = self.options
@@ -149,17 +172,44 @@ class Engine(StartableEngine):
             "engine": "transformers: the model's own forward in torch",
             "device": str(self.adapter.device),
             "batching": batching,
+            "prefix sharing": self.describe_sharing(),
         }
+
+    def describe_sharing(self) -> str:
+        if self.prefix_sharing:
+            limit = self.adapter.shareable_length
+            within = f"; rows up to {limit} tokens (the sliding window)" if limit is not None else ""
+            return (f"on: rows sharing at least {self.configured.min_shared_tokens} leading tokens run them once, each continuation "
+                    f"seeing the prefix and itself only, with its own positions{within}")
+        if self.sharing_refusal:
+            return f"off: {self.sharing_refusal}"
+        return "off (--no-prefix-sharing)"
 
     def step(self, items: Sequence[Encoded]) -> list[dict[str, float]]:
         """Score one batch as given (no reordering): collate, forward, read; one result per item."""
         adapter = self.adapter
         with torch.inference_mode():
+            groups = self.groups(items) if self.prefix_sharing else []
+            if any(len(group.members) > 1 for group in groups):
+                batch = collate_grouped(items, groups, adapter.pad_token_id, adapter.padding_side, adapter.device)
+                return read(adapter.forward(self.attention_mask_for_model(batch)))
             if self.packing:
                 batch = collate_packed(items, adapter.device)
             else:
                 batch = collate(items, adapter.pad_token_id, adapter.padding_side, adapter.device)
             return read(adapter.forward(batch))
+
+    def attention_mask_for_model(self, batch: Batch) -> Batch:
+        """A grouped batch's block mask in the form the model's attention takes: boolean for SDPA, additive for
+        eager attention, a BlockMask for flex attention (which then skips the blocks nobody sees)."""
+        attention = getattr(self.adapter.model.config, "_attn_implementation", None) or "eager"
+        if attention == "flex_attention":
+            return replace(batch, attention_mask=flex_block_mask(batch.segments))
+        if attention == "eager":
+            dtype = self.adapter.model.dtype
+            additive = torch.zeros(batch.attention_mask.shape, dtype=dtype, device=batch.attention_mask.device)
+            return replace(batch, attention_mask=additive.masked_fill(~batch.attention_mask, torch.finfo(dtype).min))
+        return batch
 
     def run(self, items: Sequence[Encoded], on_batch: Callable[[list[int]], None] | None = None) -> list[Result]:
         """Score encoded items; returns one {output name: value} dict per item, in input order, or a `Failure`
