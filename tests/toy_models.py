@@ -102,7 +102,7 @@ def bert_tokenizer(directory: Path):
 
 
 def _decoder_config(family: str, tok, head_dim: int = 16, num_labels: int = 1):
-    from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
+    from transformers import Gemma3TextConfig, GemmaConfig, LlamaConfig, MistralConfig, Qwen2Config
 
     common = dict(
         vocab_size=len(tok), hidden_size=4 * head_dim, intermediate_size=8 * head_dim, num_hidden_layers=2,
@@ -115,13 +115,18 @@ def _decoder_config(family: str, tok, head_dim: int = 16, num_labels: int = 1):
         return LlamaConfig(**common, architectures=["LlamaForSequenceClassification"])
     if family == "qwen2":
         return Qwen2Config(**common, architectures=["Qwen2ForSequenceClassification"])
+    if family == "gemma1":  # Gemma (1): full attention everywhere
+        return GemmaConfig(**common, architectures=["GemmaForSequenceClassification"])
+    if family == "mistral":
+        return MistralConfig(**common, sliding_window=None, architectures=["MistralForSequenceClassification"])
     return Gemma3TextConfig(
         **common, sliding_window=24, layer_types=["sliding_attention", "full_attention"],
         architectures=["Gemma3TextForSequenceClassification"],
     )
 
 
-TOKENIZERS = {"llama": llama_tokenizer, "qwen2": qwen2_tokenizer, "gemma": gemma_tokenizer}
+TOKENIZERS = {"llama": llama_tokenizer, "qwen2": qwen2_tokenizer, "gemma": gemma_tokenizer,
+              "gemma1": gemma_tokenizer, "mistral": llama_tokenizer}
 
 
 def build_decoder_rm(family: str, directory: Path, seed: int = 0, head_dim: int = 16, num_labels: int = 1) -> Path:

@@ -311,7 +311,11 @@ class RewardModel:
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        parts = [wanted[start:start + ENCODE_AHEAD_ROWS] for start in range(0, len(wanted), ENCODE_AHEAD_ROWS)]
+        parts: list[list[tuple[int, int]]] = [[]]
+        for i, k in wanted:  # the responses of one item stay in one part, where they can share their prompt
+            if len(parts[-1]) >= ENCODE_AHEAD_ROWS and parts[-1][-1][0] != i:
+                parts.append([])
+            parts[-1].append((i, k))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardmill-encode") as pool:
             coming = pool.submit(encode, parts[0])
             for following in [*parts[1:], None]:
