@@ -145,7 +145,7 @@ def test_a_sliding_window_model_groups_only_rows_within_its_window(model_dirs):
 def test_ineligible_models_keep_todays_path_and_say_why(model_dirs):
     bert = RewardModel.from_pretrained(str(model_dirs["bert"]))
     assert not bert.engine.prefix_sharing
-    assert bert.describe()["prefix sharing"].startswith("off: the pair family does not declare it")
+    assert bert.describe()["prefix sharing"].startswith("off: a bidirectional encoder")
     with pytest.raises(OptionsError, match="--prefix-sharing.*cannot share prefixes"):
         RewardModel.from_pretrained(str(model_dirs["bert"]), prefix_sharing=True)
 
@@ -196,3 +196,17 @@ def test_groups_are_found_whatever_the_order_and_never_exceed_the_budget():
     assert sorted(m for g in small for m in g.members) == list(range(len(rows)))
     # too little shared: nobody groups
     assert all(len(g.members) == 1 for g in find_groups(rows, min_shared=51, max_tokens=10_000))
+
+
+def test_inspect_says_whether_a_model_shares_prefixes_and_why_not(model_dirs):
+    from typer.testing import CliRunner
+
+    from rewardmill.cli import app
+
+    runner = CliRunner()
+    llama = runner.invoke(app, ["inspect", str(model_dirs["llama"])])
+    assert llama.exit_code == 0 and "prefix sharing" in llama.output and "on: rows sharing at least 32" in llama.output
+    bert = runner.invoke(app, ["inspect", str(model_dirs["bert"])])
+    assert "off: a bidirectional encoder" in bert.output
+    off = runner.invoke(app, ["inspect", str(model_dirs["llama"]), "--no-prefix-sharing"])
+    assert off.exit_code == 0 and "off (--no-prefix-sharing)" in off.output

@@ -22,7 +22,9 @@ def reuse_engine(engine: EngineOptions, recorded: dict[str, Any]) -> EngineOptio
         return engine
     return replace(engine, batch_size=engine.batch_size or recorded["batch_size"],
                    max_tokens_per_batch=engine.max_tokens_per_batch or recorded["max_tokens_per_batch"],
-                   packing=recorded["packing"] if engine.packing is None else engine.packing)
+                   packing=recorded["packing"] if engine.packing is None else engine.packing,
+                   prefix_sharing=recorded.get("prefix_sharing") if engine.prefix_sharing is None
+                   else engine.prefix_sharing)
 
 
 def reuse_cpu(cpu: CpuOptions, recorded: dict[str, Any]) -> CpuOptions:

@@ -100,7 +100,7 @@ class Adapter(ABC):
     def prefix_sharing_refusal(self) -> str | None:
         """Why rows that share a prefix cannot run it once in this model (see `batching.collate_grouped`), or
         None when they can and score exactly as alone. Families that read one token of a causal model say so."""
-        return f"the {self.kind} family does not declare it (its score may depend on tokens after the one it reads)"
+        return f"the {self.kind} family does not declare it"
 
     @property
     def shareable_length(self) -> int | None:

@@ -67,6 +67,10 @@ class PairAdapter(Adapter):
                     "-> tokenizer(prompt, response)")
         return None
 
+    def prefix_sharing_refusal(self) -> str | None:
+        return ("a bidirectional encoder: every token attends to the whole (prompt, response) pair, so a shared "
+                "prompt computes differently for each response")
+
     def __init__(self, model: torch.nn.Module, tokenizer, text: TextOptions = TextOptions(),
                  options: FamilyOptions | None = None):
         super().__init__(model, tokenizer, text, options)
