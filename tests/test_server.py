@@ -489,3 +489,28 @@ def test_a_non_finite_score_fails_only_its_request_and_never_reaches_json(llama)
             assert each[1] == {"score": None, "error": "inputs[1]: the model gave a non-finite score (nan)"}
     finally:
         model.normalized = real
+
+
+def test_the_completions_of_one_prompt_sent_in_separate_requests_share_the_prompt(gated):
+    """A GRPO step sends its G completions of one prompt together, one request each: queued together, they run
+    as one group (the prompt once), and each reward equals the single-row reference."""
+    model, ref, gate = gated
+    seen = []
+    model.adapter.forward = lambda batch: (seen.append(batch), gate(batch))[1]
+    prompt = [{"role": "user", "content": "Write a short poem about the sea and the ships on it. " * 3}]
+    texts = [ref.render(prompt + [{"role": "assistant", "content": f"Completion {g}: " + "waves " * g}])
+             for g in range(4)]
+    with running(create_app(model, ServerOptions(max_delay=0.05))) as url:
+        gate.open.clear()  # the model is busy with a first request while the G completions arrive
+        with ThreadPoolExecutor(5) as pool:
+            first = pool.submit(post, url, "/get_reward", {"query": [ref.render(CONVS[0])]})
+            time.sleep(0.5)
+            futures = [pool.submit(post, url, "/get_reward", {"query": [t]}) for t in texts]
+            time.sleep(1.0)
+            gate.open.set()
+            assert first.result().status_code == 200
+            rewards = [f.result().json()["rewards"][0] for f in futures]
+    grouped = [b for b in seen if b.row_of is not None]
+    assert grouped and max(int((b.row_of == 0).sum()) for b in grouped) == 4, "the 4 completions ran as one group"
+    for reward, text in zip(rewards, texts):
+        assert abs(reward - ref.text(text)) <= TOL
