@@ -7,8 +7,9 @@ the reverse.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -92,9 +93,10 @@ def flex_block_mask(segments: torch.Tensor):
 
 
 def collate_grouped(items: Sequence[Encoded], groups: Sequence[Group], pad_token_id: int, padding_side: str,
-                    device: torch.device) -> Batch:
-    """One row per group, padded: the shared prefix once, then each member's rest, with a block mask
-    (`group_mask`) and each member's positions as if it ran alone, so every member scores as it would alone."""
+                    device: torch.device, mask: Callable[[torch.Tensor], Any] = group_mask) -> Batch:
+    """One row per group, padded: the shared prefix once, then each member's rest, under the block mask `mask`
+    builds from the rows' segments (`group_mask`, or `flex_block_mask` for flex attention), and each member's
+    positions as if it ran alone, so every member scores as it would alone."""
     lengths = [g.shared + sum(len(items[m]) - g.shared for m in g.members) for g in groups]
     width, rows = max(lengths), len(groups)
     input_ids = torch.full((rows, width), pad_token_id, dtype=torch.long)
@@ -117,6 +119,7 @@ def collate_grouped(items: Sequence[Encoded], groups: Sequence[Group], pad_token
             segments[row, at:at + len(rest)] = k
             at += len(rest)
             last_index[member], row_of[member] = at - 1, row
-    return Batch(input_ids=input_ids.to(device), attention_mask=group_mask(segments.to(device)),
+    segments = segments.to(device)
+    return Batch(input_ids=input_ids.to(device), attention_mask=mask(segments),
                  position_ids=positions.to(device), last_index=last_index.to(device), token_type_ids=None,
-                 items=list(items), row_of=row_of.to(device), segments=segments.to(device))
+                 items=list(items), row_of=row_of.to(device), segments=segments)

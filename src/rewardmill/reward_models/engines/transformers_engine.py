@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...errors import OptionsError
-from ..adapters.base import Adapter, Batch, Encoded
-from ..adapters.batching import Group, collate, collate_grouped, collate_packed, flex_block_mask
+from ..adapters.base import Adapter, Encoded
+from ..adapters.batching import Group, collate, collate_grouped, collate_packed, flex_block_mask, group_mask
 from ..options import EngineOptions
 from .budget import TokenBudget
 from .prefix_groups import computed_length, find_groups
@@ -191,25 +191,28 @@ class Engine(StartableEngine):
         with torch.inference_mode():
             groups = self.groups(items) if self.prefix_sharing else []
             if any(len(group.members) > 1 for group in groups):
-                batch = collate_grouped(items, groups, adapter.pad_token_id, adapter.padding_side, adapter.device)
-                return read(adapter.forward(self.attention_mask_for_model(batch)))
+                batch = collate_grouped(items, groups, adapter.pad_token_id, adapter.padding_side, adapter.device,
+                                        self.block_mask)
+                return read(adapter.forward(batch))
             if self.packing:
                 batch = collate_packed(items, adapter.device)
             else:
                 batch = collate(items, adapter.pad_token_id, adapter.padding_side, adapter.device)
             return read(adapter.forward(batch))
 
-    def attention_mask_for_model(self, batch: Batch) -> Batch:
+    def block_mask(self, segments: torch.Tensor):
         """A grouped batch's block mask in the form the model's attention takes: boolean for SDPA, additive for
-        eager attention, a BlockMask for flex attention (which then skips the blocks nobody sees)."""
+        eager attention, a BlockMask for flex attention (built from the groups, never as a dense mask, so the
+        attention skips the blocks nobody sees)."""
         attention = getattr(self.adapter.model.config, "_attn_implementation", None) or "eager"
         if attention == "flex_attention":
-            return replace(batch, attention_mask=flex_block_mask(batch.segments))
+            return flex_block_mask(segments)
+        visible = group_mask(segments)
         if attention == "eager":
             dtype = self.adapter.model.dtype
-            additive = torch.zeros(batch.attention_mask.shape, dtype=dtype, device=batch.attention_mask.device)
-            return replace(batch, attention_mask=additive.masked_fill(~batch.attention_mask, torch.finfo(dtype).min))
-        return batch
+            return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
+                ~visible, torch.finfo(dtype).min)
+        return visible
 
     def run(self, items: Sequence[Encoded], on_batch: Callable[[list[int]], None] | None = None) -> list[Result]:
         """Score encoded items; returns one {output name: value} dict per item, in input order, or a `Failure`
