@@ -210,3 +210,13 @@ def test_inspect_says_whether_a_model_shares_prefixes_and_why_not(model_dirs):
     assert "off: a bidirectional encoder" in bert.output
     off = runner.invoke(app, ["inspect", str(model_dirs["llama"]), "--no-prefix-sharing"])
     assert off.exit_code == 0 and "off (--no-prefix-sharing)" in off.output
+
+
+def test_identical_rows_in_a_group_score_identically(eligible_dirs):
+    """Two equal answers are a tie (DPO skips it): they must not differ in the last bits by where they sit."""
+    model = RewardModel.from_pretrained(str(eligible_dirs["llama"]), cpu_kernel="torch")
+    rng = random.Random(9)
+    prefix = plain_ids(model, rng, 40)
+    a, b = prefix + plain_ids(model, rng, 3), prefix + plain_ids(model, rng, 5)
+    scores = score_ids(model, [a, b, a, a])
+    assert scores[0] == scores[2] == scores[3] and scores[0] != scores[1]

@@ -189,11 +189,23 @@ class Engine(StartableEngine):
         """Score one batch as given (no reordering): collate, forward, read; one result per item."""
         adapter = self.adapter
         with torch.inference_mode():
-            groups = self.groups(items) if self.prefix_sharing else []
-            if any(len(group.members) > 1 for group in groups):
-                batch = collate_grouped(items, groups, adapter.pad_token_id, adapter.padding_side, adapter.device,
-                                        self.block_mask)
-                return read(adapter.forward(batch))
+            if self.prefix_sharing:
+                # identical rows run once: as two continuations of one group they would differ in the last bits
+                first: dict[tuple, int] = {}  # ids -> slot in `distinct`
+                distinct: list[Encoded] = []
+                slots = []
+                for item in items:
+                    key = (tuple(item.input_ids), str(item.token_type_ids))
+                    if key not in first:
+                        first[key] = len(distinct)
+                        distinct.append(item)
+                    slots.append(first[key])
+                groups = self.groups(distinct)
+                if any(len(group.members) > 1 for group in groups):
+                    batch = collate_grouped(distinct, groups, adapter.pad_token_id, adapter.padding_side,
+                                            adapter.device, self.block_mask)
+                    outputs = read(adapter.forward(batch))
+                    return [outputs[slot] for slot in slots]
             if self.packing:
                 batch = collate_packed(items, adapter.device)
             else:
