@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,6 +25,8 @@ from typer.testing import CliRunner
 from rewardmill import RewardModel, RowOptions, score_rows
 from rewardmill.cli import app
 from rewardmill.errors import OptionsError
+from rewardmill.reward_models.engines import vllm_engine
+from rewardmill.reward_models.options import CpuOptions, EngineOptions, LoadOptions
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 # CI's vLLM stage sets REWARDMILL_REQUIRE_VLLM=1, so that a broken install fails rather than skips.
@@ -76,6 +80,23 @@ def test_inspect_says_which_engine_runs_and_whether_vllm_could(llama_dir, bert_d
     assert "not for this model" in bert.output and "pair" in bert.output
 
 
+@pytest.mark.parametrize("sharing, given, cached", [(None, {}, True), (True, {}, True), (False, {}, False),
+                                                    (None, {"enable_prefix_caching": False}, False),
+                                                    (False, {"enable_prefix_caching": True}, True)])
+def test_prefix_sharing_asks_vllm_for_prefix_caching_unless_the_vllm_option_says(monkeypatch, sharing, given, cached):
+    """Asked explicitly, so that vLLM caches prefixes whatever its default; the user's --vllm-option wins."""
+    monkeypatch.setattr(vllm_engine, "import_vllm", lambda flag: SimpleNamespace(LLM=lambda **arguments: arguments))
+    options = EngineOptions(engine="vllm", prefix_sharing=sharing, vllm_options=given)
+    assert vllm_engine.start_llm("model", LoadOptions(), options, 512)["enable_prefix_caching"] is cached
+
+
+def test_prefix_sharing_flags_are_accepted_with_the_vllm_engine():
+    for sharing in (None, True, False):
+        vllm_engine.VllmEngine.check_options(LoadOptions(), {}, CpuOptions(), EngineOptions(engine="vllm",
+                                                                                            prefix_sharing=sharing))
+    assert vllm_engine.VllmEngine.capabilities.prefix_sharing
+
+
 def test_cli_refusal_is_one_clear_line(bert_dir, tmp_path):
     source = tmp_path / "rows.jsonl"
     source.write_text('{"prompt": "a", "response": "b"}\n')
@@ -103,11 +124,12 @@ def on_vllm(vllm_dirs):
     """One vLLM engine per model, started once for the module (each start takes about half a minute here)."""
     started: dict[str, RewardModel] = {}
 
-    def get(name: str, **options) -> RewardModel:
-        key = f"{name}{sorted(options.items())}"
+    def get(name: str, vllm_options: dict | None = None, **options) -> RewardModel:
+        key = f"{name}{sorted(options.items())}{sorted((vllm_options or {}).items())}"
         if key not in started:
-            started[key] = RewardModel.from_pretrained(str(vllm_dirs[name]), engine="vllm",
-                                                       vllm_options={"gpu_memory_utilization": 0.05}, **options)
+            given = {"gpu_memory_utilization": 0.05, **(vllm_options or {})}
+            started[key] = RewardModel.from_pretrained(str(vllm_dirs[name]), engine="vllm", vllm_options=given,
+                                                       **options)
         return started[key]
 
     yield get
@@ -233,3 +255,55 @@ def test_the_reward_server_runs_on_the_vllm_engine(vllm_dirs, on_vllm):
         openrlhf = httpx.post(url + "/get_reward", json={"query": texts}, timeout=120).json()["rewards"]
     assert max(abs(c["data"][0]["probs"][0] - w) for c, w in zip(chat, want)) <= BAR
     assert max(abs(a - w) for a, w in zip(openrlhf, want)) <= BAR
+
+
+def shared_prompt_rows(seed: int = 1) -> tuple[list[list[dict]], list[str]]:
+    """Four responses to each of two long prompts (each spanning several of vLLM's KV blocks) and unique rows,
+    shuffled; and the two prompts."""
+    rng = random.Random(seed)
+    prompts = [" ".join(rng.choice(["why", "is", "the", "sky", "blue", "café", "東京"]) for _ in range(150 + 40 * p))
+               for p in range(2)]
+    shared = [[{"role": "user", "content": prompt}, {"role": "assistant", "content": f"answer {k} " * (k + 1)}]
+              for prompt in prompts for k in range(4)]
+    rows = shared + CONVS[:6]
+    rng.shuffle(rows)
+    return rows, prompts
+
+
+@needs_vllm
+def test_vllm_caches_prefixes_by_default_and_not_with_no_prefix_sharing(on_vllm):
+    on, off = on_vllm("llama").engine, on_vllm("llama", prefix_sharing=False).engine
+    assert on.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching is True
+    assert off.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching is False
+    assert on.choices["prefix_sharing"] and not off.choices["prefix_sharing"]
+    assert "prefix caching" in on.describe()["prefix sharing"]
+    assert off.describe()["prefix sharing"] == "off (--no-prefix-sharing)"
+
+
+@needs_vllm
+def test_the_vllm_option_enable_prefix_caching_wins_over_prefix_sharing(on_vllm):
+    engine = on_vllm("llama", vllm_options={"enable_prefix_caching": False}).engine
+    assert engine.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching is False
+    assert engine.describe()["prefix sharing"] == "off (--vllm-option enable_prefix_caching=false)"
+
+
+@needs_vllm
+def test_shuffled_responses_to_one_prompt_reach_vllm_adjacent_and_score_as_each_row_alone(vllm_dirs, on_vllm,
+                                                                                         monkeypatch):
+    rows, prompts = shared_prompt_rows()
+    model = on_vllm("llama")
+    handed = token_ids_handed_to_vllm(model, monkeypatch)
+    got = model.score(rows)
+    again = model.score(rows)  # now served from vLLM's prefix cache
+    alone = RewardModel.from_pretrained(str(vllm_dirs["llama"]), batch_size=1, prefix_sharing=False).score(rows)
+    assert max(abs(a - b) for a, b in zip(got, alone)) <= BAR
+    assert max(abs(a - b) for a, b in zip(again, alone)) <= BAR
+    assert len({round(x, 3) for x in got}) > len(got) // 2, "scores must spread out for the check to mean anything"
+    ids = [tuple(model.adapter.encode(row).input_ids) for row in rows]
+    position = {sent: i for i, sent in enumerate(map(tuple, handed[:len(rows)]))}
+    for prompt in prompts:
+        given = [i for i, row in enumerate(rows) if row[0]["content"] == prompt]
+        sent = sorted(position[ids[i]] for i in given)
+        assert sent == list(range(sent[0], sent[0] + 4)), "a prompt's responses are handed to vLLM adjacent"
+        assert given != list(range(given[0], given[0] + 4)), "the trap: they were not given adjacent"
+        assert min(len(ids[i]) for i in given) > 4 * 128, "the prompt spans several of vLLM's CPU KV blocks"

@@ -7,6 +7,11 @@ logits (no activation), which the classifier adapter turns into outputs as it do
 an empty (meta-device) copy of the model's structure for what it reads from it, so the weights are loaded once,
 by vLLM.
 
+Prefix sharing (`--prefix-sharing`, on by default) is vLLM's automatic prefix caching, asked for explicitly: it
+reuses the KV of whole cache blocks a row shares with one computed before it. Each call hands vLLM its rows sorted
+by token ids, so that the responses to one prompt are adjacent and find that prompt's blocks while they are still
+cached; the results are mapped back to the order given.
+
 Only what vLLM can run is accepted: built-in decoder sequence classifiers (its declared `capabilities`). Models
 with their own code, pair-input encoders and custom heads get an error naming `--engine transformers` before
 anything loads.
@@ -39,6 +44,13 @@ def vllm_dtype(load: LoadOptions) -> str:
     return dtype if isinstance(dtype, str) else str(dtype).replace("torch.", "")
 
 
+def prefix_caching(llm) -> tuple[bool, int]:
+    """Whether the started vLLM engine caches prefixes (as it settled it: the user's --vllm-option wins), and its
+    block size in tokens."""
+    cache = llm.llm_engine.vllm_config.cache_config
+    return bool(cache.enable_prefix_caching), cache.block_size
+
+
 def start_llm(name: str, load: LoadOptions, engine: EngineOptions, max_length: int):
     """vLLM's pooling runner for `name`, started in this process; a ModelLoadError if it will not start."""
     vllm = import_vllm(FLAG)
@@ -52,6 +64,7 @@ def start_llm(name: str, load: LoadOptions, engine: EngineOptions, max_length: i
         ours["max_num_seqs"] = engine.batch_size
     if engine.max_tokens_per_batch:
         ours["max_num_batched_tokens"] = max(engine.max_tokens_per_batch, max_length)
+    ours["enable_prefix_caching"] = engine.prefix_sharing is not False
     try:
         return vllm.LLM(**llm_arguments(name, engine.vllm_options, **ours))
     except Exception as error:  # vLLM raises many kinds; the message is what the user needs
@@ -65,7 +78,7 @@ class VllmEngine(StartableEngine):
 
     capabilities = Capabilities(runner="vLLM's pooling runner", kinds=frozenset({"classifier"}),
                                 kinds_named="decoder sequence classifiers", own_code=False, packs=True,
-                                loads_weights=True)
+                                loads_weights=True, prefix_sharing=True)
 
     def __init__(self, adapter: Adapter, options: EngineOptions, llm):
         from vllm import PoolingParams
@@ -77,6 +90,7 @@ class VllmEngine(StartableEngine):
         self.options = replace(options, batch_size=ALL_AT_ONCE, max_tokens_per_batch=ALL_AT_ONCE, min_fill=0.0)
         self.asked = options  # vLLM's own batch limits (max_num_seqs, max_num_batched_tokens), for describe()
         self.params = PoolingParams(use_activation=False)
+        self.prefix_sharing, self.block_size = prefix_caching(llm)
 
     @classmethod
     def start(cls, adapter: Adapter, options: EngineOptions, *, name: str, load: LoadOptions) -> VllmEngine:
@@ -108,16 +122,26 @@ class VllmEngine(StartableEngine):
     def batch_indices(self, items: Sequence[Encoded]) -> list[list[int]]:
         return [list(range(len(items)))] if items else []
 
+    def submission_order(self, items: Sequence[Encoded]) -> list[int]:
+        """The order in which vLLM is handed the rows: by token ids when it caches prefixes, so that rows sharing a
+        prefix are adjacent and reuse its cached blocks before other rows evict them."""
+        if not self.prefix_sharing:
+            return list(range(len(items)))
+        return sorted(range(len(items)), key=lambda i: items[i].input_ids)
+
     def step(self, items: Sequence[Encoded]) -> list[dict[str, float]]:
-        prompts = [{"prompt_token_ids": list(item.input_ids)} for item in items]
+        order = self.submission_order(items)
+        prompts = [{"prompt_token_ids": list(items[i].input_ids)} for i in order]
         try:
             outputs = self.llm.classify(prompts, pooling_params=self.params, use_tqdm=False)
         except (ValueError, TypeError):  # vLLM refused a request before running it: bisected to the row
             raise
         except Exception as error:  # the engine itself broke; every later call would fail the same way
             raise EngineFailure(f"vLLM's engine failed: {type(error).__name__}: {error}") from error
-        logits = torch.tensor([list(output.outputs.probs) for output in outputs], dtype=torch.float32)
-        return read(self.adapter.outputs_from_logits(logits))
+        submitted = read(self.adapter.outputs_from_logits(
+            torch.tensor([list(output.outputs.probs) for output in outputs], dtype=torch.float32)))
+        by_index = dict(zip(order, submitted))
+        return [by_index[i] for i in range(len(items))]
 
     def run(self, items: Sequence[Encoded], on_batch: Callable[[list[int]], None] | None = None) -> list[Result]:
         return in_order(len(items), self.run_batches(items), on_batch)
@@ -143,7 +167,7 @@ class VllmEngine(StartableEngine):
     def choices(self) -> dict[str, Any]:
         """vLLM schedules its own batches; what was asked of it is in `asked`."""
         return {"engine": "vllm", "max_num_seqs": self.asked.batch_size,
-                "max_num_batched_tokens": self.asked.max_tokens_per_batch}
+                "max_num_batched_tokens": self.asked.max_tokens_per_batch, "prefix_sharing": self.prefix_sharing}
 
     def describe(self) -> dict[str, str]:
         import vllm
@@ -155,4 +179,15 @@ class VllmEngine(StartableEngine):
             f"{FLAG}); raw logits of the head at each row's last token",
             "device": "chosen by vLLM (" + ("CPU" if on_cpu() else "GPU") + ")",
             "batching": "vLLM's scheduler packs rows without padding" + (f" ({limits})" if limits else ""),
+            "prefix sharing": self.describe_sharing(),
         }
+
+    def describe_sharing(self) -> str:
+        if self.prefix_sharing:
+            return (f"vLLM's automatic prefix caching (whole KV blocks of {self.block_size} tokens), rows ordered by "
+                    "token ids so a prompt's continuations are adjacent")
+        if self.asked.prefix_sharing is False:
+            return "off (--no-prefix-sharing)"
+        if "enable_prefix_caching" in self.asked.vllm_options:
+            return "off (--vllm-option enable_prefix_caching=false)"
+        return "off: vLLM does not cache prefixes for this model"
