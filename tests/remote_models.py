@@ -244,9 +244,17 @@ def build_kluge(directory: Path) -> Path:
     return directory
 
 
-def build_value(directory: Path) -> Path:
-    _decoder_base("qwen2", directory, VALUE, "modeling_value", "Qwen2ValueModel", 4)
-    _write(directory, "modeling_value", VALUE, {
+# The same value model, declaring that a continuation behind a shared prefix scores as alone: its forward passes
+# position_ids and the attention mask on to a transformers base that honours a 4D mask.
+VALUE_SHARING = VALUE.replace("        self.post_init()", "        self.post_init()\n\n    supports_prefix_sharing = True").replace(
+    "self.model(input_ids=input_ids, attention_mask=attention_mask)",
+    "self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)")
+
+
+def build_value(directory: Path, declares_sharing: bool = False) -> Path:
+    source = VALUE_SHARING if declares_sharing else VALUE
+    _decoder_base("qwen2", directory, source, "modeling_value", "Qwen2ValueModel", 4)
+    _write(directory, "modeling_value", source, {
         "architectures": ["Qwen2ValueModel"], "auto_map": {"AutoModel": "modeling_value.Qwen2ValueModel"},
     })
     return directory

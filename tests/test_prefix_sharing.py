@@ -220,3 +220,21 @@ def test_identical_rows_in_a_group_score_identically(eligible_dirs):
     a, b = prefix + plain_ids(model, rng, 3), prefix + plain_ids(model, rng, 5)
     scores = score_ids(model, [a, b, a, a])
     assert scores[0] == scores[2] == scores[3] and scores[0] != scores[1]
+
+
+def test_a_custom_head_shares_only_when_its_code_declares_it(tmp_path):
+    import remote_models
+
+    plain = RewardModel.from_pretrained(str(remote_models.build_value(tmp_path / "plain")), trust_remote_code=True)
+    assert not plain.engine.prefix_sharing
+    assert "does not declare supports_prefix_sharing" in plain.describe()["prefix sharing"]
+    directory = remote_models.build_value(tmp_path / "declared", declares_sharing=True)
+    model = RewardModel.from_pretrained(str(directory), trust_remote_code=True, cpu_kernel="torch")
+    assert model.adapter.kind == "value-head" and model.engine.prefix_sharing, model.describe()["prefix sharing"]
+    prompt = [{"role": "user", "content": "Tell me about the sea and the ships that sail on it. " * 3}]
+    convs = [prompt + [{"role": "assistant", "content": f"Answer {k}: " + "waves " * k}] for k in range(4)]
+    encoded = [model.adapter.encode(c) for c in convs]
+    assert [len(g.members) for g in model.engine.groups(encoded)] == [4]
+    want = remote_models.own_scores(directory, convs, read="values")
+    got = model.score(convs)
+    assert max(abs(a - b) for a, b in zip(got, want)) <= TOLERANCE

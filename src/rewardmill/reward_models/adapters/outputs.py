@@ -30,7 +30,8 @@ def per_row(values: torch.Tensor, batch: Batch) -> torch.Tensor:
     if values.dim() == 3 and values.shape[-1] == 1:
         values = values.squeeze(-1)
     if values.dim() == 2 and values.shape[1] == width and width > 1:
-        return values[torch.arange(values.shape[0], device=values.device), batch.last_index.to(values.device)]
+        rows = torch.arange(values.shape[0]) if batch.row_of is None else batch.row_of  # grouped: item's row
+        return values[rows.to(values.device), batch.last_index.to(values.device)]
     if values.dim() == 2 and values.shape[1] == 1:
         return values[:, 0]
     if values.dim() == 1:

@@ -9,6 +9,7 @@ import torch
 from .base import Batch
 from .decoder import DecoderAdapter
 from .outputs import output_tensor, per_row
+from .sharing import prefix_sharing_refusal, shareable_length
 
 VALUE_FIELDS = ("values", "value", "rewards", "logits", "scores", "score")
 _SIGNAL = re.compile(r"v_head|value_head", re.I)
@@ -23,6 +24,14 @@ class ValueHeadAdapter(DecoderAdapter):
         if evidence.code and _SIGNAL.search(evidence.code):
             return f"custom code {evidence.class_name} ({evidence.auto_class}) has a value head read per token"
         return None
+
+    def prefix_sharing_refusal(self) -> str | None:
+        # its own code must declare support (sharing.py): that it passes position_ids and the 4D mask through
+        return prefix_sharing_refusal(self.model, self.passes_positions and not self.model_kwargs)
+
+    @property
+    def shareable_length(self) -> int | None:
+        return shareable_length(self.model)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         output = self.call_model(batch)
