@@ -1,4 +1,5 @@
-"""Family-agnostic batching: sort by length, batch under a token budget, run, restore input order.
+"""Family-agnostic batching: sort by length, batch under a token budget, run, restore input order; rows that
+share a prefix run it once (prefix sharing, where the adapter declares it exact).
 
 The engine sees only token ids and the adapter's padding needs. It exposes one batch step
 (`Engine.step`: collate, forward, read) apart from the loop over a list (`Engine.run`: `batch_indices`, then step
@@ -179,8 +180,8 @@ class Engine(StartableEngine):
         if self.prefix_sharing:
             limit = self.adapter.shareable_length
             within = f"; rows up to {limit} tokens (the sliding window)" if limit is not None else ""
-            return (f"on: rows sharing at least {self.configured.min_shared_tokens} leading tokens run them once, each continuation "
-                    f"seeing the prefix and itself only, with its own positions{within}")
+            return (f"on: rows sharing at least {self.configured.min_shared_tokens} leading tokens run them once, "
+                    f"each continuation seeing the prefix and itself only, with its own positions{within}")
         if self.sharing_refusal:
             return f"off: {self.sharing_refusal}"
         return "off (--no-prefix-sharing)"
@@ -189,28 +190,36 @@ class Engine(StartableEngine):
         """Score one batch as given (no reordering): collate, forward, read; one result per item."""
         adapter = self.adapter
         with torch.inference_mode():
-            if self.prefix_sharing:
-                # identical rows run once: as two continuations of one group they would differ in the last bits
-                first: dict[tuple, int] = {}  # ids -> slot in `distinct`
-                distinct: list[Encoded] = []
-                slots = []
-                for item in items:
-                    key = (tuple(item.input_ids), str(item.token_type_ids))
-                    if key not in first:
-                        first[key] = len(distinct)
-                        distinct.append(item)
-                    slots.append(first[key])
-                groups = self.groups(distinct)
-                if any(len(group.members) > 1 for group in groups):
-                    batch = collate_grouped(distinct, groups, adapter.pad_token_id, adapter.padding_side,
-                                            adapter.device, self.block_mask)
-                    outputs = read(adapter.forward(batch))
-                    return [outputs[slot] for slot in slots]
+            shared = self.step_grouped(items) if self.prefix_sharing else None
+            if shared is not None:
+                return shared
             if self.packing:
                 batch = collate_packed(items, adapter.device)
             else:
                 batch = collate(items, adapter.pad_token_id, adapter.padding_side, adapter.device)
             return read(adapter.forward(batch))
+
+    def step_grouped(self, items: Sequence[Encoded]) -> list[dict[str, float]] | None:
+        """`step` for a batch whose rows share prefixes: its groups, each one row under a block mask; None when no
+        two rows share enough. Identical rows run once: as two continuations of one group they could differ in
+        the last bits, and two equal answers must stay a tie."""
+        slot_of: dict[tuple, int] = {}
+        distinct: list[Encoded] = []
+        slots = []
+        for item in items:
+            key = (tuple(item.input_ids), str(item.token_type_ids))
+            if key not in slot_of:
+                slot_of[key] = len(distinct)
+                distinct.append(item)
+            slots.append(slot_of[key])
+        groups = self.groups(distinct)
+        if all(len(group.members) == 1 for group in groups):
+            return None
+        adapter = self.adapter
+        batch = collate_grouped(distinct, groups, adapter.pad_token_id, adapter.padding_side, adapter.device,
+                                self.block_mask)
+        outputs = read(adapter.forward(batch))
+        return [outputs[slot] for slot in slots]
 
     def block_mask(self, segments: torch.Tensor):
         """A grouped batch's block mask in the form the model's attention takes: boolean for SDPA, additive for
