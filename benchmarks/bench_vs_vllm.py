@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cli-rows", type=int, default=200, help="rows of the whole-process job (0: skip it)")
+    parser.add_argument("--cpu-kernel", choices=["auto", "torch", "onednn"], default="auto",
+                        help="rewardmill's fp32 kernel (auto: measured at load, which a busy machine can mislead)")
     parser.add_argument("--engine", choices=["transformers", "vllm", "both"], default="both",
                         help="rewardmill's engine(s) to measure (vllm runs in the vLLM environment)")
     parser.add_argument("--skip-vllm", action="store_true", help="leave out raw vLLM")
@@ -213,7 +215,7 @@ def main() -> None:
     sizes = {"unique": args.rows, "pairs": args.pairs, "gen4": args.prompts}
     workloads = {name: WORKLOADS[name](sizes[name], args.data_dir) for name in args.workloads}
     job = load_hh_conversations(args.cli_rows, args.data_dir)[0] if args.cli_rows and "unique" in workloads else []
-    rm = RewardModel.from_pretrained(str(model_dir), threads=args.threads)
+    rm = RewardModel.from_pretrained(str(model_dir), threads=args.threads, cpu_kernel=args.cpu_kernel)
     kernel = (rm.choices["cpu"] or {}).get("kernel")  # the unshared model runs on the kernel the shared one chose
     rm_off = RewardModel.from_pretrained(str(model_dir), threads=args.threads, prefix_sharing=False,
                                          cpu_kernel=kernel if kernel in ("torch", "onednn") else "auto")
