@@ -21,8 +21,8 @@ plus the fp32 matmul peak, and whole-process times: the rewardmill CLI on a --cl
 computed with each engine's steady-state rate. Per workload: tokens/s counting every row's full length, the
 shared-token fraction, the ratio to raw vLLM with prefix caching, score differences.
 
-    python benchmarks/bench_vs_vllm.py          # all workloads, 2 repeats (~35 min; first run ~+3 min for the venv)
-    python benchmarks/bench_vs_vllm.py --rows 96 --pairs 48 --prompts 24 --skip-floors --cli-rows 0   # ~20 min
+    python benchmarks/bench_vs_vllm.py          # all workloads, 2 repeats (est. 35 min; first run +3 min: venv)
+    python benchmarks/bench_vs_vllm.py --rows 96 --pairs 48 --prompts 24 --skip-floors --cli-rows 0   # 13 min
     python benchmarks/bench_vs_vllm.py --workloads unique --engine transformers --skip-vllm  # rewardmill, floors
 """
 
