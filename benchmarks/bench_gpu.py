@@ -1,23 +1,48 @@
 """rewardmill on a GPU: an 8B-class reward model (Llama-3.1-8B's shape, random weights, bf16) on real hh-rlhf
-conversations and longer synthetic ones, every strategy in one run, in one process.
+conversations, longer synthetic ones, and the grouped workloads of issue 30, every strategy in one run, in one
+process.
 
+Unique rows (--workloads hh-rlhf synthetic):
   rewardmill transformers   the default GPU path: bf16, SDPA, length-sorted padded batches (GPU defaults)
   rewardmill packed (flex)  the same engine with flex attention: padding-free packed batches
   rewardmill packed (flash) flash_attention_2, packed (only when the flash-attn package is installed)
   rewardmill --engine vllm  and raw vLLM pooling on the same token ids (only when vLLM is installed)
   seed loop                 one row per forward (floor)
   distilabel-style          batches of 16 in input order, padded to the longest (floor)
-
 Reported per data set: rows/s, tokens/s, MFU (linear-layer and causal-attention FLOPs of the real tokens
 against the GPU's nominal dense bf16 peak, and against a measured 8192^3 bf16 matmul), padding, and the largest
 score difference from an fp32 single-row reference on a sample (bf16 against fp32).
 
-A GPU machine reaches no registry or hub, so what it needs is prepared here first, into a git-ignored folder
-that travels with the checkout (the Llama-3 tokenizer of the CPU benchmarks and the conversations):
+Grouped rows (--workloads pairs gen4; messages + generations rows, scored with `score_rows`, as in
+bench_vs_vllm.py): `pairs`, hh-rlhf pairs (the shared conversation; chosen and rejected as two generations), and
+`gen4`, LLMBar instructions x 4 generations. On each, interleaved and repeated, best shown:
+  rewardmill, prefix sharing    flex attention (a BlockMask built from the groups) and SDPA (a dense bool mask)
+  rewardmill, no sharing        SDPA padded, and flex attention packed
+  rewardmill, flash_attention_2 packed, prefix sharing off (it takes no block mask: forcing prefix_sharing=True
+                                raises OptionsError, which the run checks; the default turns sharing off)
+  raw vLLM pooling              on the same token ids (a prompt's rows adjacent), enable_prefix_caching True and
+                                False, `reset_prefix_cache()` before each pass, untimed (only when vLLM is installed)
+Reported per workload: tokens/s counting every row's full length, the shared-token fraction (rewardmill's groups,
+each row's prefix shared with an earlier row, and that in whole vLLM blocks), the ratio to raw vLLM with prefix
+caching on and to rewardmill without sharing, and max score differences (against no sharing, raw vLLM without its
+cache, and the fp32 single-row reference).
 
-    python benchmarks/bench_gpu.py --prepare                 # here: writes benchmarks/.cache/gpu-kit (~12 MB)
-    python benchmarks/bench_gpu.py                           # on the GPU machine (PYTHONPATH=src)
-    python benchmarks/bench_gpu.py --tiny --device cpu       # a small shape on CPU, to check the script runs
+A GPU machine reaches no registry or hub, so what it needs is prepared here first, into a git-ignored folder
+that travels with the checkout (the Llama-3 tokenizer of the CPU benchmarks, the hh-rlhf conversations, and the
+pairs and gen4 rows, read from ../shared/data):
+
+    PYTHONPATH=src python benchmarks/bench_gpu.py --prepare  # here: writes benchmarks/.cache/gpu-kit (~20 MB)
+    PYTHONPATH=src python benchmarks/bench_gpu.py --tiny --device cpu   # here: a small shape, to check (3 min)
+
+then on the GPU machine, with benchmarks/.cache/gpu-kit carried along (it is git-ignored):
+
+    PYTHONPATH=src python3 benchmarks/bench_gpu.py --workloads pairs gen4 --json grouped.json   # issue 30
+    PYTHONPATH=src python3 benchmarks/bench_gpu.py --workloads hh-rlhf synthetic                # unique rows
+
+The grouped run computes about 280k tokens per pass (1024 + 936 scores). vLLM is not in the GPU machine's image
+(its wheels are larger than what travels), so its rows appear only where it is installed; each vLLM engine
+claims --vllm-share of the GPU (0.25: two on an 80 GB card beside the transformers copy for the grouped run; the
+unique run starts a third, so run the two separately or lower --vllm-share there).
 """
 
 from __future__ import annotations
@@ -217,7 +242,7 @@ def main() -> None:
     parser.add_argument("--seed-rows", type=int, help="rows of the slow floors (seed loop, distilabel) (128; --tiny 8)")
     parser.add_argument("--reference-rows", type=int, help="rows of the fp32 single-row reference (32; --tiny 8)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--tiny", action="store_true", help="a small shape and sizes, to check the script (e.g. on CPU)")
+    parser.add_argument("--tiny", action="store_true", help="a small shape and sizes, to check the script")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--vllm-share", type=float, help="device memory per vLLM engine (cuda 0.25, cpu 0.1)")
     parser.add_argument("--json", type=Path)
