@@ -1,10 +1,11 @@
 """Real processes killed with SIGKILL at seeded random moments, then resumed with --resume: every final output
 must be byte-identical to an uninterrupted run's (issue 17's acceptance test).
 
-A moment is drawn uniformly over the run's working window: from when its `OUTPUT.partial/` folder appears (the
-model is loaded, scoring begins) to 1.1 times as long as the uninterrupted run took from there to its output's
-appearance, so kills land before the first commit, between and inside commits, during assembly, and after. Two runs go
-at once (one thread each) to halve the wall time.
+Half the kills come once a random number of rows is committed, the other half at a moment drawn uniformly over the
+run's working window: from when its `OUTPUT.partial/` folder appears (the model is loaded, scoring begins) to 1.1
+times as long as the uninterrupted run took from there to its output's appearance, so kills land before the first
+commit, between and inside commits, during assembly, and after. Two runs go at once (one thread each) to halve the
+wall time.
 """
 
 import json
@@ -51,8 +52,10 @@ class Run:
     output: str
 
 
-def run(args: list[str], out: Path, kill_after: float | None = None, timeout: float = 300) -> Run:
-    """Run the CLI; with `kill_after`, SIGKILL it that many seconds after its partial folder appears."""
+def run(args: list[str], out: Path, kill_after: float | None = None, timeout: float = 300,
+        kill_at_rows: int | None = None) -> Run:
+    """Run the CLI; with `kill_after`, SIGKILL it that many seconds after its partial folder appears; with
+    `kill_at_rows`, as soon as at least that many rows are committed."""
     process = subprocess.Popen([sys.executable, "-m", "rewardmill.cli", *args], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + timeout
@@ -67,13 +70,17 @@ def run(args: list[str], out: Path, kill_after: float | None = None, timeout: fl
         if kill_after is not None and time.monotonic() >= started + kill_after:
             process.send_signal(signal.SIGKILL)
             break
-        time.sleep(0.002)
+        if kill_at_rows is not None and committed_rows(out) >= kill_at_rows:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002 if kill_at_rows is None else 0.02)
     output, _ = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
     return Run((finished or time.monotonic()) - started, process.returncode, output)
 
 
-def kill_and_resume(args: list[str], out: Path, moment: float) -> tuple[int, Run, Run]:
-    killed = run(args, out, kill_after=moment)
+def kill_and_resume(args: list[str], out: Path, moment: float | None,
+                    rows: int | None = None) -> tuple[int, Run, Run]:
+    killed = run(args, out, kill_after=moment, kill_at_rows=rows)
     left = committed_rows(out)
     resumed = run([*args, "--resume"], out)
     return left, killed, resumed
@@ -102,9 +109,13 @@ def test_score_killed_at_ten_random_moments_resumes_to_identical_output(tmp_path
             assert reference.returncode == 0, reference.output
         rng = random.Random(17)
         plan = [(n, formats[n % 3]) for n in range(10)]
-        moments = [rng.uniform(0, 1.1 * windows[fmt].seconds) for _, fmt in plan]
+        # half the kills at a random time of the window (before the first commit, during assembly, after), half
+        # once a random number of rows is committed: a loaded machine slows the runs down, and kills by time
+        # alone then land too early to be sure some hit the middle of a run
+        kills = [(rng.uniform(0, 1.1 * windows[fmt].seconds), None) if n % 2 == 0
+                 else (None, rng.randint(1, ROWS - 200)) for n, fmt in plan]
         outs = [tmp_path / f"killed-{n}.{fmt}" for n, fmt in plan]
-        results = list(pool.map(lambda job: kill_and_resume(args(job[0]), job[0], job[1]), zip(outs, moments)))
+        results = list(pool.map(lambda job: kill_and_resume(args(job[0]), job[0], *job[1]), zip(outs, kills)))
     for (n, fmt), out, (left, killed, resumed) in zip(plan, outs, results):
         check(references[fmt], out, left, killed, resumed)
     lefts = [left for left, _, _ in results]
