@@ -13,7 +13,7 @@ from pathlib import Path
 
 from common import Conversation, load_hh_conversations, load_hh_pairs, load_llmbar_fours
 
-from rewardmill.reward_models.engines.prefix_groups import common_prefix, computed_length
+from rewardmill.reward_models.engines.prefix_groups import common_prefix
 
 
 @dataclass
@@ -55,7 +55,7 @@ def fours_workload(prompts: int, data_dir: Path) -> Workload:
 def grouped_share(engine, encoded: list) -> float:
     """1 - computed tokens / total tokens, with the groups the transformers engine forms on these rows."""
     lengths = [len(item) for item in encoded]
-    computed = sum(computed_length(group, lengths) for group in engine.groups(encoded))
+    computed = sum(group.computed_length(lengths) for group in engine.groups(encoded))
     return 1 - computed / sum(lengths)
 
 

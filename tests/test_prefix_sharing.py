@@ -74,8 +74,7 @@ def score_ids(model, rows: list[list[int]]) -> list[float]:
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 def test_grouped_rows_score_as_alone(eligible_dirs, family, padding_side):
     model = RewardModel.from_pretrained(str(eligible_dirs[family]), padding_side=padding_side, batch_size=256,
-                                        max_tokens_per_batch=4096, cpu_kernel="torch")
-    model.engine.configured = _with(model.engine.configured, min_shared_tokens=1)
+                                        max_tokens_per_batch=4096, cpu_kernel="torch", min_shared_tokens=1)
     assert model.engine.prefix_sharing, model.engine.describe_sharing()
     rows, cases = grouped_rows(model)
     groups = model.engine.groups([Encoded(ids) for ids in rows])
@@ -85,12 +84,6 @@ def test_grouped_rows_score_as_alone(eligible_dirs, family, padding_side):
     want = reference(eligible_dirs[family], rows)
     worst = max(abs(a - b) for a, b in zip(got, want))
     assert worst <= TOLERANCE, f"max difference {worst:.2e}"
-
-
-def _with(options, **changes):
-    from dataclasses import replace
-
-    return replace(options, **changes)
 
 
 def test_a_continuation_does_not_depend_on_its_siblings(eligible_dirs):
@@ -109,8 +102,11 @@ def test_a_continuation_does_not_depend_on_its_siblings(eligible_dirs):
             assert abs(after[i] - before[i]) <= 1e-6, (k, i, before[i], after[i])
 
 
-def test_sharing_on_and_off_agree_on_real_conversations(eligible_dirs):
-    """The default path: several responses to one prompt, as `score` receives them from a file."""
+def test_real_conversations_sharing_a_prompt_score_as_the_reference(eligible_dirs):
+    """The default path: several responses to one prompt, as `score` receives them from a file, against HF's own
+    `apply_chat_template` ids and forward, one row at a time."""
+    from test_fidelity import decoder_reference
+
     convs = conversations(12)
     prompts = [c[:-1] for c in convs[:4]]
     rows = [p + [{"role": "assistant", "content": f"answer number {k}: " + "words " * k}] for p in prompts
@@ -119,15 +115,17 @@ def test_sharing_on_and_off_agree_on_real_conversations(eligible_dirs):
     alone = RewardModel.from_pretrained(str(eligible_dirs["qwen2"]), prefix_sharing=False)
     assert shared.engine.prefix_sharing and not alone.engine.prefix_sharing
     assert "off (--no-prefix-sharing)" in alone.describe()["prefix sharing"]
-    got, want = shared.score(rows), alone.score(rows)
-    assert max(abs(a - b) for a, b in zip(got, want)) <= TOLERANCE
+    encoded = [shared.adapter.encode(row) for row in rows]
+    assert sorted(len(g.members) for g in shared.engine.groups(encoded))[-4:] == [4, 4, 4, 4]
+    want = decoder_reference(eligible_dirs["qwen2"], rows)
+    for model in (shared, alone):
+        assert max(abs(a - b) for a, b in zip(model.score(rows), want)) <= TOLERANCE
 
 
 def test_a_sliding_window_model_groups_only_rows_within_its_window(model_dirs):
     """The toy Gemma 3 has a 24-token sliding window: longer rows score exactly as without sharing."""
     directory = model_dirs["gemma"]
-    model = RewardModel.from_pretrained(str(directory), cpu_kernel="torch")
-    model.engine.configured = _with(model.engine.configured, min_shared_tokens=4)
+    model = RewardModel.from_pretrained(str(directory), cpu_kernel="torch", min_shared_tokens=4)
     assert model.engine.prefix_sharing and "sliding window" in model.describe()["prefix sharing"]
     rng = random.Random(2)
     short_prefix, long_prefix = plain_ids(model, rng, 10), plain_ids(model, rng, 30)
@@ -168,9 +166,8 @@ def test_flash_attention_is_refused_and_flex_attention_shares(eligible_dirs):
     from rewardmill.reward_models.adapters.sharing import prefix_sharing_refusal
 
     model = RewardModel.from_pretrained(str(eligible_dirs["qwen2"]), attn_implementation="flex_attention",
-                                        cpu_kernel="torch")
+                                        cpu_kernel="torch", min_shared_tokens=1)
     assert model.engine.prefix_sharing
-    model.engine.configured = _with(model.engine.configured, min_shared_tokens=1)
     rows, _ = grouped_rows(model, seed=7)
     got = score_ids(model, rows)
     want = reference(eligible_dirs["qwen2"], rows)

@@ -65,17 +65,22 @@ class Group:
     shared: int
     members: tuple[int, ...]  # indices into the batch's items
 
+    def computed_length(self, lengths: Sequence[int]) -> int:
+        """The tokens the group's row computes (`lengths`: every item's): its prefix once, then each member's rest."""
+        return self.shared + sum(lengths[m] - self.shared for m in self.members)
+
+
+def _sees(q, k, query, key):
+    """Whether the token at q (segment `query`) attends to the token at k (segment `key`): earlier or itself, in
+    its own continuation or in the shared prefix (segment 0); a padding token (segment -1) sees itself only."""
+    return ((k <= q) & (key >= 0) & ((key == 0) | (key == query))) | ((q == k) & (query < 0))
+
 
 def group_mask(segments: torch.Tensor) -> torch.Tensor:
-    """The boolean attention mask [rows, 1, width, width] of grouped rows: a token sees the earlier tokens of its
-    own continuation and of its group's shared prefix, never a sibling's. `segments` [rows, width]: 0 on a shared
-    prefix, k on a group's k-th continuation, -1 on padding (a padding token sees itself only)."""
-    width = segments.shape[1]
-    causal = torch.ones(width, width, dtype=torch.bool, device=segments.device).tril()
-    query, key = segments[:, :, None], segments[:, None, :]
-    visible = causal & (key >= 0) & ((key == 0) | (key == query))
-    visible |= torch.eye(width, dtype=torch.bool, device=segments.device) & (query < 0)
-    return visible[:, None]
+    """The boolean attention mask [rows, 1, width, width] of grouped rows (`_sees`). `segments` [rows, width]: 0 on
+    a shared prefix, k on a group's k-th continuation, -1 on padding."""
+    index = torch.arange(segments.shape[1], device=segments.device)
+    return _sees(index[:, None], index[None, :], segments[:, :, None], segments[:, None, :])[:, None]
 
 
 def flex_block_mask(segments: torch.Tensor):
@@ -84,12 +89,8 @@ def flex_block_mask(segments: torch.Tensor):
     from torch.nn.attention.flex_attention import create_block_mask
 
     rows, width = segments.shape
-
-    def visible(b, h, q, k):
-        query, key = segments[b, q], segments[b, k]
-        return ((k <= q) & (key >= 0) & ((key == 0) | (key == query))) | ((q == k) & (query < 0))
-
-    return create_block_mask(visible, rows, None, width, width, device=segments.device)
+    return create_block_mask(lambda b, h, q, k: _sees(q, k, segments[b, q], segments[b, k]), rows, None, width,
+                             width, device=segments.device)
 
 
 def collate_grouped(items: Sequence[Encoded], groups: Sequence[Group], pad_token_id: int, padding_side: str,
@@ -97,7 +98,8 @@ def collate_grouped(items: Sequence[Encoded], groups: Sequence[Group], pad_token
     """One row per group, padded: the shared prefix once, then each member's rest, under the block mask `mask`
     builds from the rows' segments (`group_mask`, or `flex_block_mask` for flex attention), and each member's
     positions as if it ran alone, so every member scores as it would alone."""
-    lengths = [g.shared + sum(len(items[m]) - g.shared for m in g.members) for g in groups]
+    item_lengths = [len(item) for item in items]
+    lengths = [group.computed_length(item_lengths) for group in groups]
     width, rows = max(lengths), len(groups)
     input_ids = torch.full((rows, width), pad_token_id, dtype=torch.long)
     positions = torch.zeros((rows, width), dtype=torch.long)

@@ -24,7 +24,7 @@ from ..loading import ModelLoadError
 from ..options import TextOptions
 from .base import Batch, forward_parameters
 from .decoder import DecoderAdapter
-from .sharing import prefix_sharing_refusal, shareable_length
+from .sharing import prefix_sharing_refusal
 
 HEAD_NAMES = ("score", "classifier")
 
@@ -127,10 +127,6 @@ class ClassifierAdapter(DecoderAdapter):
 
     def prefix_sharing_refusal(self) -> str | None:
         return prefix_sharing_refusal(self.model, self.can_pack)
-
-    @property
-    def shareable_length(self) -> int | None:
-        return shareable_length(self.model)
 
     def logits(self, batch: Batch) -> torch.Tensor:
         inputs = {"input_ids": batch.input_ids}

@@ -12,6 +12,7 @@ from ..family_options import DecoderOptions, FamilyOptions
 from ..options import TextOptions
 from .base import Adapter, Batch, Encoded, forward_parameters
 from .chat import ChatEncoder, pad_token
+from .sharing import shareable_length
 
 
 class DecoderAdapter(Adapter):
@@ -31,6 +32,10 @@ class DecoderAdapter(Adapter):
     @property
     def pad_token_id(self) -> int:
         return self._pad_id
+
+    @property
+    def shareable_length(self) -> int | None:
+        return shareable_length(self.model)
 
     def render(self, conversation: Conversation) -> str:
         return self.chat.render(conversation)

@@ -2,9 +2,10 @@
 block mask, with its own positions: what `prefix_sharing_refusal` of a last-token family checks.
 
 That holds when attention sees only what the mask allows (a sliding window, which the block mask does not apply,
-must be at least as long as each grouped row's own tokens: longer rows are not grouped, see `shareable_length`), positions come only from `position_ids` (no ALiBi, no RoPE scaled by the sequence's length),
-and the attention implementation takes a 4D mask or a flex attention BlockMask (flash attention's kernels take
-neither). A model with its own code (trust_remote_code) must declare support: `supports_prefix_sharing = True`.
+must be at least as long as each grouped row's own tokens: longer rows are not grouped, see `shareable_length`),
+positions come only from `position_ids` (no ALiBi, no RoPE scaled by the sequence's length), and the attention
+implementation takes a 4D mask or a flex attention BlockMask (flash attention's kernels take neither). A model with
+its own code (trust_remote_code) must declare support: `supports_prefix_sharing = True`.
 """
 
 from __future__ import annotations
@@ -30,18 +31,15 @@ def sliding_window(config) -> int | None:
     return window if getattr(config, "use_sliding_window", True) else None
 
 
-def rope_type(config) -> str | None:
+def rope_types(config) -> set[str]:
+    """The RoPE types the config names (one, or one per layer type, as Gemma 3's rope_parameters)."""
+    kinds = set()
     for name in ("rope_parameters", "rope_scaling"):
         value = getattr(config, name, None)
         if isinstance(value, dict):
-            kind = value.get("rope_type") or value.get("type")
-            if kind:
-                return str(kind)
-            inner = [v for v in value.values() if isinstance(v, dict)]  # per layer type (Gemma 3)
-            kinds = {str(v.get("rope_type") or v.get("type")) for v in inner}
-            if kinds & set(LENGTH_SCALED_ROPE):
-                return next(iter(kinds & set(LENGTH_SCALED_ROPE)))
-    return None
+            for part in (value, *(v for v in value.values() if isinstance(v, dict))):
+                kinds.add(part.get("rope_type") or part.get("type"))
+    return {str(kind) for kind in kinds if kind}
 
 
 def shareable_length(model: torch.nn.Module) -> int | None:
@@ -64,7 +62,7 @@ def prefix_sharing_refusal(model: torch.nn.Module, takes_positions: bool) -> str
         return f"{attention} attention takes no block mask (sdpa, eager and flex_attention do)"
     if getattr(config, "alibi", False) or getattr(config, "model_type", "") in ("bloom", "mpt"):
         return "ALiBi attention biases by distance in the sequence, not by position ids"
-    kind = rope_type(config)
-    if kind in LENGTH_SCALED_ROPE:
-        return f"{kind} RoPE scaling depends on the length of the whole sequence"
+    scaled = sorted(rope_types(config) & set(LENGTH_SCALED_ROPE))
+    if scaled:
+        return f"{scaled[0]} RoPE scaling depends on the length of the whole sequence"
     return None

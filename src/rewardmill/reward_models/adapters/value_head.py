@@ -9,7 +9,7 @@ import torch
 from .base import Batch
 from .decoder import DecoderAdapter
 from .outputs import output_tensor, per_row
-from .sharing import prefix_sharing_refusal, shareable_length
+from .sharing import prefix_sharing_refusal
 
 VALUE_FIELDS = ("values", "value", "rewards", "logits", "scores", "score")
 _SIGNAL = re.compile(r"v_head|value_head", re.I)
@@ -28,10 +28,6 @@ class ValueHeadAdapter(DecoderAdapter):
     def prefix_sharing_refusal(self) -> str | None:
         # its own code must declare support (sharing.py): that it passes position_ids and the 4D mask through
         return prefix_sharing_refusal(self.model, self.passes_positions and not self.model_kwargs)
-
-    @property
-    def shareable_length(self) -> int | None:
-        return shareable_length(self.model)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         output = self.call_model(batch)

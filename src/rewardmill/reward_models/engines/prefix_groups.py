@@ -78,7 +78,3 @@ def _cut(members: list[int], shared: int, rows: Sequence[Sequence[int]], max_tok
     groups.append(current)
     return [Group(shared, tuple(g)) if len(g) > 1 else Group(0, (g[0],)) for g in groups]
 
-
-def computed_length(group: Group, lengths: Sequence[int]) -> int:
-    """The tokens a group's row computes: its prefix once, then each member's rest."""
-    return group.shared + sum(lengths[m] - group.shared for m in group.members)

@@ -22,7 +22,7 @@ from ..adapters.base import Adapter, Encoded
 from ..adapters.batching import Group, collate, collate_grouped, collate_packed, flex_block_mask, group_mask
 from ..options import EngineOptions
 from .budget import TokenBudget
-from .prefix_groups import computed_length, find_groups
+from .prefix_groups import find_groups
 from .protocol import Capabilities, Result, StartableEngine
 from .running import in_order, read, settle
 
@@ -128,7 +128,8 @@ class Engine(StartableEngine):
             lengths = [len(item) for item in items]
             return plan_packed(lengths, self.options) if self.packing else plan_batches(lengths, self.options)
         groups = self.groups(items)
-        lengths = [computed_length(group, [len(item) for item in items]) for group in groups]
+        item_lengths = [len(item) for item in items]
+        lengths = [group.computed_length(item_lengths) for group in groups]
         planned = plan_packed(lengths, self.options) if self.packing else plan_batches(lengths, self.options)
         return [[member for g in batch for member in groups[g].members] for batch in planned]
 
