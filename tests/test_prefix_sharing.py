@@ -26,7 +26,8 @@ FAMILIES = ("llama", "qwen2", "gemma1", "mistral")
 def eligible_dirs(tmp_path_factory, model_dirs):
     root = tmp_path_factory.mktemp("sharing")
     dirs = {family: model_dirs[family] for family in ("llama", "qwen2")}
-    dirs.update({family: toy_models.build_decoder_rm(family, root / family, seed=3) for family in ("gemma1", "mistral")})
+    for family in ("gemma1", "mistral"):
+        dirs[family] = toy_models.build_decoder_rm(family, root / family, seed=3)
     return dirs
 
 
