@@ -217,6 +217,35 @@ def test_a_resume_makes_the_interrupted_runs_timed_choice_instead_of_timing_agai
     torch.set_num_threads(1)
 
 
+def test_a_run_without_prefix_sharing_resumes_without_it_and_one_with_it_refuses_a_change(tmp_path, llama_dir,
+                                                                                         monkeypatch):
+    """A run recorded without prefix sharing (as every run before it existed) resumes with the default options,
+    still without it, to the bytes of an uninterrupted run; a run with it refuses --no-prefix-sharing."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in score_rows()[:70]))
+
+    def score(out: Path, *flags: str, interrupt: bool = False):
+        with monkeypatch.context() as patch:
+            if interrupt:
+                patch.setattr(rewardmill.runs.job, "score_row_chunks", interrupted_after(2))
+            return runner.invoke(app, ["score", str(source), "-m", str(llama_dir), "-o", str(out), "--chunk-rows",
+                                       "10", "--cpu-kernel", "torch", *flags])
+
+    reference = tmp_path / "reference.jsonl"
+    assert score(reference, "--no-prefix-sharing").exit_code == 0
+    out = tmp_path / "out.jsonl"
+    assert score(out, "--no-prefix-sharing", interrupt=True).exit_code == 130
+    assert "prefix_sharing" not in recorded_choices(out)["engine"]
+    resumed = score(out, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert out.read_bytes() == reference.read_bytes()
+    shared = tmp_path / "shared.jsonl"
+    assert score(shared, interrupt=True).exit_code == 130
+    assert recorded_choices(shared)["engine"]["prefix_sharing"] is True
+    refused = score(shared, "--resume", "--no-prefix-sharing")
+    assert refused.exit_code == 2 and "choices.engine.prefix_sharing: true -> (none)" in refused.output
+
+
 def test_automatic_options_take_the_recorded_choice_and_explicit_ones_stay():
     from rewardmill.reward_models.choices import reuse
     from rewardmill.reward_models.options import EngineOptions, LoadOptions
@@ -227,6 +256,7 @@ def test_automatic_options_take_the_recorded_choice_and_explicit_ones_stay():
     load, engine, chosen = reuse(recorded, LoadOptions(), EngineOptions(), cpu.CpuOptions(threads="auto"))
     assert (chosen.kernel, chosen.threads, chosen.prepack) == ("onednn", 2, False)
     assert (load.device, engine.batch_size, engine.max_tokens_per_batch, engine.packing) == ("cpu", 16, 1024, False)
+    assert engine.prefix_sharing is False  # a record without it: a run without prefix sharing (or from before it)
     kept = reuse(recorded, LoadOptions(device="cuda"), EngineOptions(batch_size=8), cpu.CpuOptions("torch", 1))
     assert (kept[0].device, kept[1].batch_size, kept[2].kernel, kept[2].threads) == ("cuda", 8, "torch", 1)
     assert reuse(None, LoadOptions(), EngineOptions(), cpu.CpuOptions()) == (LoadOptions(), EngineOptions(),

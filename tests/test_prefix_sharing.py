@@ -220,6 +220,25 @@ def test_identical_rows_in_a_group_score_identically(eligible_dirs):
     assert scores[0] == scores[2] == scores[3] and scores[0] != scores[1]
 
 
+@pytest.mark.parametrize("sharing", [True, False])
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_identical_rows_tie_exactly_wherever_they_sit(eligible_dirs, sharing, batch_size):
+    """A row's only two answers equal (no group forms), or equal rows in different batches: still an exact tie,
+    since each distinct row runs once."""
+    model = RewardModel.from_pretrained(str(eligible_dirs["llama"]), cpu_kernel="torch", prefix_sharing=sharing,
+                                        batch_size=batch_size)
+    rng = random.Random(11)
+    a, b, c = (plain_ids(model, rng, n) for n in (7, 9, 40))
+    rows = [a, a, b, c, a, c, b]
+    calls = []
+    step = model.engine.step
+    model.engine.step = lambda items: calls.append(len(items)) or step(items)
+    scores = score_ids(model, rows)
+    assert scores[0] == scores[1] == scores[4] and scores[2] == scores[6] and scores[3] == scores[5]
+    assert len({scores[0], scores[2], scores[3]}) == 3
+    assert sum(calls) == 3  # each distinct row ran once
+
+
 def test_a_custom_head_shares_only_when_its_code_declares_it(tmp_path):
     import remote_models
 

@@ -23,7 +23,7 @@ def reuse_engine(engine: EngineOptions, recorded: dict[str, Any]) -> EngineOptio
     return replace(engine, batch_size=engine.batch_size or recorded["batch_size"],
                    max_tokens_per_batch=engine.max_tokens_per_batch or recorded["max_tokens_per_batch"],
                    packing=recorded["packing"] if engine.packing is None else engine.packing,
-                   prefix_sharing=recorded.get("prefix_sharing") if engine.prefix_sharing is None
+                   prefix_sharing=recorded.get("prefix_sharing", False) if engine.prefix_sharing is None
                    else engine.prefix_sharing)
 
 

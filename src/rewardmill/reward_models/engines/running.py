@@ -1,9 +1,10 @@
-"""What every engine does around its own batch step: read the adapter's outputs per row, bisect a batch that
-raises down to the rows that fail, and put results back in input order."""
+"""What every engine does around its own batch step: score identical rows once, read the adapter's outputs per
+row, bisect a batch that raises down to the rows that fail, and put results back in input order."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import copy
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -51,6 +52,33 @@ def settle(step: Callable[[list[Encoded]], list[Output]], items: Sequence[Encode
             out_of_memory(len(indices) * max(len(items[i]) for i in indices))
     half = len(indices) // 2
     return {**settle(step, items, indices[:half], out_of_memory), **settle(step, items, indices[half:], out_of_memory)}
+
+
+def distinct(items: Sequence[Encoded]) -> tuple[list[Encoded], list[list[int]]]:
+    """The distinct items of `items` (first copies, in order) and, for each, the indices of all its copies."""
+    first: dict[tuple, int] = {}
+    unique: list[Encoded] = []
+    copies: list[list[int]] = []
+    for index, item in enumerate(items):
+        key = (tuple(item.input_ids), None if item.token_type_ids is None else tuple(item.token_type_ids))
+        if key not in first:
+            first[key] = len(unique)
+            unique.append(item)
+            copies.append([])
+        copies[first[key]].append(index)
+    return unique, copies
+
+
+def settle_batches(plan: Callable[[Sequence[Encoded]], list[list[int]]],
+                   step: Callable[[list[Encoded]], list[Output]], items: Sequence[Encoded],
+                   out_of_memory: Callable[[int], None] = lambda tokens: None) -> Iterator[dict[int, Result]]:
+    """{index in `items`: result} per batch that `plan` makes, each batch settled by `settle`. Identical items
+    run once and share the result: the same row at two places of a batch, or in two batches, could differ in the
+    last bits (the kernels block rows by position), and two equal answers must stay an exact tie."""
+    unique, copies = distinct(items)
+    for indices in plan(unique):
+        settled = settle(step, unique, indices, out_of_memory)
+        yield {index: copy.copy(result) for i, result in settled.items() for index in copies[i]}
 
 
 def in_order(count: int, batches: Iterable[dict[int, Result]],

@@ -24,7 +24,7 @@ from ..options import EngineOptions
 from .budget import TokenBudget
 from .prefix_groups import find_groups
 from .protocol import Capabilities, Result, StartableEngine
-from .running import in_order, read, settle
+from .running import in_order, read, settle_batches
 
 if TYPE_CHECKING:
     from ..options import CpuOptions, LoadOptions
@@ -156,11 +156,12 @@ class Engine(StartableEngine):
     @property
     def choices(self) -> dict[str, Any]:
         """The batch shapes this engine settled on (defaults filled in for the device, packing resolved): kept
-        in a run's manifest, so that `--resume` batches as the interrupted run did."""
+        in a run's manifest, so that `--resume` batches as the interrupted run did. Prefix sharing is recorded
+        only when on, so a run started before it existed (which ran without it) resumes unchanged."""
         options = self.options
         return {"engine": options.engine, "device": str(self.adapter.device), "batch_size": options.batch_size,
                 "max_tokens_per_batch": options.max_tokens_per_batch, "min_fill": options.min_fill,
-                "packing": self.packing, "prefix_sharing": self.prefix_sharing}
+                "packing": self.packing, **({"prefix_sharing": True} if self.prefix_sharing else {})}
 
     def describe(self) -> dict[str, str]:
         options = self.options
@@ -202,25 +203,14 @@ class Engine(StartableEngine):
 
     def step_grouped(self, items: Sequence[Encoded]) -> list[dict[str, float]] | None:
         """`step` for a batch whose rows share prefixes: its groups, each one row under a block mask; None when no
-        two rows share enough. Identical rows run once: as two continuations of one group they could differ in
-        the last bits, and two equal answers must stay a tie."""
-        slot_of: dict[tuple, int] = {}
-        distinct: list[Encoded] = []
-        slots = []
-        for item in items:
-            key = (tuple(item.input_ids), str(item.token_type_ids))
-            if key not in slot_of:
-                slot_of[key] = len(distinct)
-                distinct.append(item)
-            slots.append(slot_of[key])
-        groups = self.groups(distinct)
+        two rows share enough. The rows are distinct (`settle_batches` runs identical rows once)."""
+        groups = self.groups(items)
         if all(len(group.members) == 1 for group in groups):
             return None
         adapter = self.adapter
-        batch = collate_grouped(distinct, groups, adapter.pad_token_id, adapter.padding_side, adapter.device,
+        batch = collate_grouped(items, groups, adapter.pad_token_id, adapter.padding_side, adapter.device,
                                 self.block_mask)
-        outputs = read(adapter.forward(batch))
-        return [outputs[slot] for slot in slots]
+        return read(adapter.forward(batch))
 
     def block_mask(self, segments: torch.Tensor):
         """A grouped batch's block mask in the form the model's attention takes: boolean for SDPA, additive for
@@ -246,8 +236,7 @@ class Engine(StartableEngine):
     def run_batches(self, items: Sequence[Encoded]) -> Iterator[dict[int, Result]]:
         """Like `run`, one planned batch at a time: yields {index in `items`: result} as each batch is done, so
         a server can answer the requests of a batch before the next one runs."""
-        for indices in self.batch_indices(items):
-            yield settle(self.step, items, indices, self._lower_budget)
+        yield from settle_batches(self.batch_indices, self.step, items, self._lower_budget)
 
     def restore_budget(self) -> bool:
         return self.budget.restore()

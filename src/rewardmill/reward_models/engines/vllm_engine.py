@@ -32,7 +32,7 @@ from ..adapters.chat import PROBE
 from ..loading import ModelLoadError
 from ..options import CpuOptions, EngineOptions, LoadOptions
 from .protocol import Capabilities, Result, StartableEngine
-from .running import EngineFailure, in_order, read, settle
+from .running import EngineFailure, in_order, read, settle_batches
 from .vllm_setup import import_vllm, llm_arguments, on_cpu
 
 FLAG = "--engine vllm"
@@ -147,8 +147,7 @@ class VllmEngine(StartableEngine):
         return in_order(len(items), self.run_batches(items), on_batch)
 
     def run_batches(self, items: Sequence[Encoded]) -> Iterator[dict[int, Result]]:
-        for indices in self.batch_indices(items):
-            yield settle(self.step, items, indices)
+        yield from settle_batches(self.batch_indices, self.step, items)
 
     def restore_budget(self) -> bool:
         return False  # vLLM keeps its own memory budget
@@ -165,9 +164,11 @@ class VllmEngine(StartableEngine):
 
     @property
     def choices(self) -> dict[str, Any]:
-        """vLLM schedules its own batches; what was asked of it is in `asked`."""
+        """vLLM schedules its own batches; what was asked of it is in `asked`. Its prefix cache is recorded only
+        when off, so a run started before rewardmill asked for it (vLLM had it on) resumes unchanged."""
         return {"engine": "vllm", "max_num_seqs": self.asked.batch_size,
-                "max_num_batched_tokens": self.asked.max_tokens_per_batch, "prefix_sharing": self.prefix_sharing}
+                "max_num_batched_tokens": self.asked.max_tokens_per_batch,
+                **({} if self.prefix_sharing else {"prefix_sharing": False})}
 
     def describe(self) -> dict[str, str]:
         import vllm
