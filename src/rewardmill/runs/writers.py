@@ -305,7 +305,7 @@ def _column(table: Any, field: Any) -> Any:
     column = table[field.name]
     if is_json_field(field) and not is_json_field(table.schema.field(field.name)):
         return _json_array(column.to_pylist())
-    return column.cast(field.type)
+    return _cast(column, field.type)
 
 
 def is_json_field(field: Any) -> bool:
@@ -333,10 +333,39 @@ def _cast_exactly(array: Any, target: Any) -> Any:
     if array.type == target:
         return array
     try:
-        cast = array.cast(target)
+        cast = _cast(array, target)
     except (pa.ArrowException, OverflowError):
         return None
     return cast if _same_values(array.to_pylist(), cast.to_pylist()) else None
+
+
+def _cast(array: Any, target: Any) -> Any:
+    """`array` (an Array or a ChunkedArray) as type `target`. pyarrow's cast to a list of nulls (alone, or inside
+    a struct or a list), even to the type the array has, gives the list array as many null values as it has rows,
+    not as many as its lists hold: an invalid array ("Length spanned by list offsets (6) larger than values array
+    (length 3)"). So an array of the type already (list item names aside) is taken as it is, and one cast to a
+    type that holds a list of nulls is built from its values instead."""
+    import pyarrow as pa
+
+    if array.type == target:
+        return array
+    if not _holds_list_of_nulls(target):
+        return array.cast(target)
+    if isinstance(array, pa.ChunkedArray):
+        return pa.chunked_array([pa.array(chunk.to_pylist(), type=target) for chunk in array.chunks], type=target)
+    return pa.array(array.to_pylist(), type=target)
+
+
+def _holds_list_of_nulls(kind: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return pa.types.is_null(kind.value_type) or _holds_list_of_nulls(kind.value_type)
+    if pa.types.is_struct(kind):
+        return any(_holds_list_of_nulls(field.type) for field in kind)
+    if pa.types.is_map(kind):
+        return _holds_list_of_nulls(kind.key_type) or _holds_list_of_nulls(kind.item_type)
+    return False
 
 
 def _lossless(source: Any, target: Any) -> bool:
