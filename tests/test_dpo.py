@@ -236,3 +236,102 @@ def test_dpo_command_rates_with_a_judge(tmp_path):
     (pair,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert pair["ratings"] == [2.0, 1.0, 3.0]  # the judge's ratings, written before the pairs are chosen
     assert pair["chosen"][-1]["content"] == "cccc" and pair["rejected"][-1]["content"] == "a"
+
+
+# ------------------------------------------------------------------ an output without a pair
+
+NO_PAIR_ROWS = [  # with --min-margin 1, a tie and a margin within it; with 0, one pair (of the second row)
+    {"messages": [{"role": "user", "content": "q0"}], "generations": ["a", "b"], "ratings": [1, 1]},
+    {"messages": [{"role": "user", "content": "q1"}], "generations": ["a", "b"], "ratings": [1, 1.5]},
+]
+
+
+def dpo_run(tmp_path, rows: list[dict], output: str, *extra: str):
+    source = tmp_path / f"{output}-in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / output
+    return runner.invoke(app, ["dpo", str(source), "-o", str(out), *extra]), out
+
+
+def schema(out):
+    import datasets
+    import pyarrow.parquet as pq
+
+    if out.suffix == ".parquet":
+        return pq.read_schema(out).remove_metadata()
+    return datasets.load_from_disk(str(out)).features
+
+
+@pytest.mark.parametrize("output", ["pairs", "pairs.parquet"])
+@pytest.mark.parametrize("trl", [[], ["--trl"]], ids=["plain", "trl"])
+def test_no_pair_writes_the_columns_and_types_a_run_with_pairs_writes(tmp_path, output, trl):
+    import datasets
+
+    result, out = dpo_run(tmp_path, NO_PAIR_ROWS, output, "--strategy", "all-pairs", "--min-margin", "1", *trl)
+    assert result.exit_code == 0, result.output
+    assert "2 rows in, 0 pairs out" in result.output and f"{SKIP_TIE}: 2" in result.output
+    assert not (tmp_path / f"{output}.partial").exists()
+    paired, with_pairs = dpo_run(tmp_path, NO_PAIR_ROWS, "paired" + out.suffix, *trl)
+    assert paired.exit_code == 0 and "1 pairs out" in paired.output, paired.output
+    assert schema(out) == schema(with_pairs)
+    if out.suffix == "":
+        loaded = datasets.load_from_disk(str(out))
+        assert loaded.num_rows == 0 and loaded.column_names == datasets.load_from_disk(str(with_pairs)).column_names
+
+
+def test_no_pair_after_rating_with_a_scorer_writes_the_columns_a_run_with_pairs_writes(tmp_path):
+    rows = [{"instruction": "q", "generations": ["a", "bbb"]}, {"instruction": "q", "generations": ["a", "b"]}]
+    result, out = dpo_run(tmp_path, rows, "pairs", "-m", "length", "--trl", "--min-margin", "5")
+    assert result.exit_code == 0 and "2 rows in, 0 pairs out" in result.output, result.output
+    paired, with_pairs = dpo_run(tmp_path, rows, "paired", "-m", "length", "--trl")
+    assert paired.exit_code == 0 and "1 pairs out" in paired.output, paired.output
+    assert schema(out) == schema(with_pairs) and "ratings" in schema(out)
+
+
+@pytest.mark.parametrize("output", ["pairs", "pairs.parquet"])
+def test_an_input_without_rows_gives_the_pair_columns(tmp_path, output):
+    import datasets
+    import pyarrow.parquet as pq
+
+    result, out = dpo_run(tmp_path, [], output)
+    assert result.exit_code == 0 and "0 rows in, 0 pairs out" in result.output, result.output
+    table = datasets.load_from_disk(str(out)).data.table if out.suffix == "" else pq.read_table(out)
+    assert table.num_rows == 0
+    assert table.column_names == ["prompt", "prompt_id", "chosen", "chosen_rating", "rejected", "rejected_rating"]
+    assert str(table.schema.field("chosen_rating").type) == "double"
+
+
+@pytest.mark.parametrize("output,text", [("pairs.jsonl", ""), ("pairs.json", "[]\n")])
+def test_no_pair_in_json_is_an_empty_file(tmp_path, output, text):
+    for rows in (NO_PAIR_ROWS, []):
+        result, out = dpo_run(tmp_path, rows, output, "--min-margin", "1", "--overwrite")
+        assert result.exit_code == 0 and "0 pairs out" in result.output, result.output
+        assert out.read_text() == text
+
+
+@pytest.mark.parametrize("output", ["pairs", "pairs.parquet"])
+def test_no_pair_after_a_resume_writes_what_one_run_writes(tmp_path, monkeypatch, output):
+    from rewardmill.preferences import pipeline
+
+    rows = [{**NO_PAIR_ROWS[0], "id": i} for i in range(3)]
+    args = ["--min-margin", "1", "--chunk-rows", "1"]
+    whole, reference = dpo_run(tmp_path, rows, "reference" + output.removeprefix("pairs"), *args)
+    assert whole.exit_code == 0, whole.output
+    calls = []
+
+    def interrupted_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return format_dpo(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "format_dpo", interrupted_on_the_second_chunk)
+        stopped, out = dpo_run(tmp_path, rows, output, *args)
+    assert stopped.exit_code == 130 and "1 input rows are committed" in stopped.output, stopped.output
+    resumed, out = dpo_run(tmp_path, rows, output, *args, "--resume")
+    assert resumed.exit_code == 0 and "3 rows in, 0 pairs out" in resumed.output, resumed.output
+    assert schema(out) == schema(reference)
+    assert "id" in (schema(out).names if out.suffix == ".parquet" else schema(out))  # a column of the input
+    if out.suffix == ".parquet":
+        assert out.read_bytes() == reference.read_bytes()

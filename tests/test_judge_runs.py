@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 import toy_models
@@ -58,6 +59,22 @@ def test_an_answer_cut_off_at_max_new_tokens_is_that_rows_error(tmp_path):
     assert all(r["scores"] == [None, None] and r["raw_output"] == "Here is my ranking.\n\n**[1]" for r in rows)
     assert "answers cut off at the token limit 4" in cut.output
     assert all(json.loads(line)["error"] is None for line in (tmp_path / "whole.jsonl").read_text().splitlines())
+
+
+def test_a_run_whose_every_rating_is_null_writes_parquet(tmp_path):
+    """Every answer cut off: `ratings` is a list of nulls in every row (Arrow's list<null>) in every chunk."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"instruction": f"q{i}", "generations": ["a", "bb"]}) + "\n"
+                              for i in range(5)))
+    with FakeJudgeServer() as server:
+        args = ["judge", str(source), "--task", "ultrafeedback", "-m", "toy", "--base-url", server.url,
+                "--max-new-tokens", "2", "--chunk-rows", "2"]
+        results = {fmt: runner.invoke(app, [*args, "-o", str(tmp_path / f"out.{fmt}")]) for fmt in ("jsonl", "parquet")}
+    assert [result.exit_code for result in results.values()] == [3, 3], results["parquet"].output
+    assert not (tmp_path / "out.parquet.partial").exists()
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column("ratings").to_pylist() == [[None, None]] * 5
+    assert table.to_pylist() == [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
 
 
 def test_log_probability_scoring_says_when_the_answer_was_cut_off_before_its_verdict(tmp_path):

@@ -156,8 +156,20 @@ def _list(row: dict, name: str) -> list:
     return list(value)
 
 
-def format_row(row: dict, index: int, options: DPOOptions) -> list[dict]:
-    """The DPO rows of one input row (empty for a skipped row); raises RowError for a malformed row."""
+@dataclass(frozen=True)
+class _Checked:
+    """What a well-formed row gives its pairs from."""
+
+    messages: list[dict]
+    prompt: str
+    generations: list[str]
+    ratings_in: list  # as the row holds them
+    ratings: list[float | None]  # those that count (None for a missing or NaN rating)
+    models: list | None
+
+
+def _checked(row: dict, options: DPOOptions) -> _Checked:
+    """The row's prompt, generations, ratings and models; raises RowError for a malformed row."""
     columns = options.columns
     if isinstance(row, UnreadableRow):
         raise RowError(row.problem)
@@ -175,26 +187,57 @@ def format_row(row: dict, index: int, options: DPOOptions) -> list[dict]:
         models = _list(row, columns.generation_models)
         if len(models) != len(generations):
             raise RowError(f"{len(generations)} generations but {len(models)} generation_models")
-    ratings = [_rating(r) for r in ratings_in]
-    pairs = select_pairs(ratings, options, random.Random(f"{options.seed}:{index}"))
-    out = []
-    for chosen, rejected in pairs:
-        new = dict(row)
-        answer = {"role": "assistant"}
-        new["prompt"] = messages if options.trl else prompt
-        new["prompt_id"] = prompt_id(prompt)
-        new["chosen"] = [{**answer, "content": generations[chosen]}] if options.trl else [
-            *messages, {**answer, "content": generations[chosen]}]
-        if models is not None:
-            new["chosen_model"] = models[chosen]
-        new["chosen_rating"] = ratings_in[chosen]
-        new["rejected"] = [{**answer, "content": generations[rejected]}] if options.trl else [
-            *messages, {**answer, "content": generations[rejected]}]
-        if models is not None:
-            new["rejected_model"] = models[rejected]
-        new["rejected_rating"] = ratings_in[rejected]
-        out.append(new)
-    return out
+    return _Checked(messages, prompt, generations, ratings_in, [_rating(r) for r in ratings_in], models)
+
+
+def _pair(row: dict, checked: _Checked, chosen: int, rejected: int, options: DPOOptions) -> dict:
+    """The output row of one (chosen, rejected) pair of the row's generations."""
+    messages, generations, models = checked.messages, checked.generations, checked.models
+    new = dict(row)
+    answer = {"role": "assistant"}
+    new["prompt"] = messages if options.trl else checked.prompt
+    new["prompt_id"] = prompt_id(checked.prompt)
+    new["chosen"] = [{**answer, "content": generations[chosen]}] if options.trl else [
+        *messages, {**answer, "content": generations[chosen]}]
+    if models is not None:
+        new["chosen_model"] = models[chosen]
+    new["chosen_rating"] = checked.ratings_in[chosen]
+    new["rejected"] = [{**answer, "content": generations[rejected]}] if options.trl else [
+        *messages, {**answer, "content": generations[rejected]}]
+    if models is not None:
+        new["rejected_model"] = models[rejected]
+    new["rejected_rating"] = checked.ratings_in[rejected]
+    return new
+
+
+def format_row(row: dict, index: int, options: DPOOptions) -> list[dict]:
+    """The DPO rows of one input row (empty for a skipped row); raises RowError for a malformed row."""
+    checked = _checked(row, options)
+    pairs = select_pairs(checked.ratings, options, random.Random(f"{options.seed}:{index}"))
+    return [_pair(row, checked, chosen, rejected, options) for chosen, rejected in pairs]
+
+
+def example_pair(row: dict | None, options: DPOOptions) -> dict | None:
+    """The output row that `row` would give as best-worst's pair at no margin (its best and its worst rated
+    generation, one and the same in a tie; its first generation where none is rated): the columns and types of an
+    output that has no pair. None for a malformed row or one without generations; for `row=None`, the pair columns
+    alone, with numbers as ratings."""
+    if row is None:
+        messages = [{"role": "user", "content": ""}]
+        return _pair({}, _Checked(messages, "", [""], [0.0], [0.0], None), 0, 0, options)
+    try:
+        checked = _checked(row, options)
+    except RowError:
+        return None
+    ratings = checked.ratings
+    rated = [i for i, r in enumerate(ratings) if r is not None]
+    if rated:
+        best, worst = max(rated, key=lambda i: (ratings[i], -i)), min(rated, key=lambda i: (ratings[i], i))
+    elif checked.generations:
+        best = worst = 0
+    else:
+        return None
+    return _pair(row, checked, best, worst, options)
 
 
 def format_dpo(rows: Iterable[dict], options: DPOOptions | None = None, summary: DPOSummary | None = None,

@@ -217,6 +217,7 @@ class Parquet:
     def __init__(self) -> None:
         self.types: dict[str, Any] = {}  # column -> its settled Arrow type (pa.null() until a value is seen)
         self.json: set[str] = set()  # columns written as JSON text
+        self.empty_schema: Any = None  # the columns of a file assembled from no part (None: no column)
 
     def resume(self, parts: list[Part]) -> None:
         import pyarrow.parquet as pq
@@ -232,8 +233,17 @@ class Parquet:
                     self.types[field.name] = field.type
 
     def write_part(self, rows: list[dict], file: Path, first_row: int, earlier: list[Part]) -> dict[str, Any]:
-        import pyarrow as pa
         import pyarrow.parquet as pq
+
+        table, widened = self._table(rows, first_row, earlier)
+        pq.write_table(table, file)
+        # the types as Parquet gives them back (list items named "element"), as a resumed run reads them
+        self.resume([(file, {})])
+        return {"widened": widened} if widened else {}
+
+    def _table(self, rows: list[dict], first_row: int, earlier: list[Part]) -> tuple[Any, Widened]:
+        """The chunk's rows as a table of the settled types, and the columns it writes as JSON text, and why."""
+        import pyarrow as pa
 
         columns: dict[str, None] = {}
         for row in rows:
@@ -250,10 +260,7 @@ class Parquet:
             else:
                 fields.append(pa.field(name, array.type))
             arrays.append(array)
-        pq.write_table(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), file)
-        # the types as Parquet gives them back (list items named "element"), as a resumed run reads them
-        self.resume([(file, {})])
-        return {"widened": widened} if widened else {}
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields)), widened
 
     def _typed(self, name: str, values: list, first_row: int, earlier: list[Part]) -> tuple[Any, str | None]:
         """The chunk's values as an array of the column's settled type (a new one where every earlier value
@@ -285,7 +292,7 @@ class Parquet:
         import pyarrow.parquet as pq
 
         if not parts:
-            pq.write_table(pa.table({}), target)
+            pq.write_table(pa.table({}) if self.empty_schema is None else self.empty_schema.empty_table(), target)
             return
         schema = pa.schema([pa.field(name, pa.string(), metadata=JSON_FIELD) if name in self.json
                             else pa.field(name, self.types.get(name, pa.null())) for name in columns])
@@ -293,6 +300,12 @@ class Parquet:
             for part, _ in parts:
                 table = pq.read_table(part)
                 writer.write_table(pa.Table.from_arrays([_column(table, field) for field in schema], schema=schema))
+
+
+def parquet_schema(rows: list[dict]) -> Any:
+    """The Arrow schema that Parquet output gives `rows` as its first chunk (a column whose values have no one
+    type as JSON text)."""
+    return Parquet()._table(rows, 0, [])[0].schema
 
 
 def _column(table: Any, field: Any) -> Any:
@@ -305,7 +318,7 @@ def _column(table: Any, field: Any) -> Any:
     column = table[field.name]
     if is_json_field(field) and not is_json_field(table.schema.field(field.name)):
         return _json_array(column.to_pylist())
-    return column.cast(field.type)
+    return _cast(column, field.type)
 
 
 def is_json_field(field: Any) -> bool:
@@ -333,10 +346,39 @@ def _cast_exactly(array: Any, target: Any) -> Any:
     if array.type == target:
         return array
     try:
-        cast = array.cast(target)
+        cast = _cast(array, target)
     except (pa.ArrowException, OverflowError):
         return None
     return cast if _same_values(array.to_pylist(), cast.to_pylist()) else None
+
+
+def _cast(array: Any, target: Any) -> Any:
+    """`array` (an Array or a ChunkedArray) as type `target`. pyarrow's cast to a list of nulls (alone, or inside
+    a struct or a list), even to the type the array has, gives the list array as many null values as it has rows,
+    not as many as its lists hold: an invalid array ("Length spanned by list offsets (6) larger than values array
+    (length 3)"). So an array of the type already (list item names aside) is taken as it is, and one cast to a
+    type that holds a list of nulls is built from its values instead."""
+    import pyarrow as pa
+
+    if array.type == target:
+        return array
+    if not _holds_list_of_nulls(target):
+        return array.cast(target)
+    if isinstance(array, pa.ChunkedArray):
+        return pa.chunked_array([pa.array(chunk.to_pylist(), type=target) for chunk in array.chunks], type=target)
+    return pa.array(array.to_pylist(), type=target)
+
+
+def _holds_list_of_nulls(kind: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return pa.types.is_null(kind.value_type) or _holds_list_of_nulls(kind.value_type)
+    if pa.types.is_struct(kind):
+        return any(_holds_list_of_nulls(field.type) for field in kind)
+    if pa.types.is_map(kind):
+        return _holds_list_of_nulls(kind.key_type) or _holds_list_of_nulls(kind.item_type)
+    return False
 
 
 def _lossless(source: Any, target: Any) -> bool:
