@@ -102,14 +102,18 @@ def _rating(value: Any) -> float | None:
     return value
 
 
+def best_and_worst(ratings: list, rated: list[int]) -> tuple[int, int]:
+    """The indices (among `rated`) of the best and the worst rating, the first in input order among equals."""
+    return max(rated, key=lambda i: (ratings[i], -i)), min(rated, key=lambda i: (ratings[i], i))
+
+
 def select_pairs(ratings: list[float | None], options: DPOOptions, rng: random.Random) -> list[tuple[int, int]]:
     """(chosen, rejected) index pairs; empty for a tie; raises RowError(SKIP_FEW) with fewer than two ratings."""
     rated = [i for i, r in enumerate(ratings) if r is not None]
     if len(rated) < 2:
         raise RowError(SKIP_FEW)
     margin = options.min_margin
-    best = max(rated, key=lambda i: (ratings[i], -i))  # the first among equal best
-    worst = min(rated, key=lambda i: (ratings[i], i))  # the first among equal worst
+    best, worst = best_and_worst(ratings, rated)
     if ratings[best] - ratings[worst] <= margin:
         return []
     if options.strategy == "best-worst":
@@ -232,7 +236,7 @@ def example_pair(row: dict | None, options: DPOOptions) -> dict | None:
     ratings = checked.ratings
     rated = [i for i, r in enumerate(ratings) if r is not None]
     if rated:
-        best, worst = max(rated, key=lambda i: (ratings[i], -i)), min(rated, key=lambda i: (ratings[i], i))
+        best, worst = best_and_worst(ratings, rated)
     elif checked.generations:
         best = worst = 0
     else:
