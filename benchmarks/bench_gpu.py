@@ -59,7 +59,7 @@ import torch
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
-from common import DATA_DIR, floors  # noqa: E402
+from common import DATA_DIR, floors, llama_8b_config  # noqa: E402
 
 KIT = BENCH_DIR / ".cache" / "gpu-kit"
 NOMINAL_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}
@@ -95,22 +95,6 @@ def grouped_workload(name: str, count: int):
     descriptions = {"pairs": f"{count} hh-rlhf pairs as messages + generations rows",
                     "gen4": f"{count} LLMBar instructions x 4 generations"}
     return generation_rows([(r["messages"], r["generations"]) for r in rows[:count]], name, descriptions[name])
-
-
-def llama_8b_config(tokenizer, tiny: bool):
-    from transformers import LlamaConfig
-
-    shape = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                 num_key_value_heads=8, head_dim=128)
-    if tiny:
-        shape = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, head_dim=64)
-    return LlamaConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
-        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8192},
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
-        num_labels=1, architectures=["LlamaForSequenceClassification"], **shape)
 
 
 def rendered_tokens(tokenizer, conversation: list) -> int:

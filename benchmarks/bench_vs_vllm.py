@@ -16,7 +16,9 @@ Measured on each, interleaved and repeated (this VM drifts by up to 25% within a
                Each worker is paused (SIGSTOP) while the others run, so it steals no CPU.
   seed loop    one row per forward (floor reference; unique workload only)
   distilabel   batches of 16 in input order, padded to the longest (floor reference; unique workload only)
-plus the fp32 matmul peak, and whole-process times: the rewardmill CLI on a --cli-rows job with each engine
+The model (--shape) is SmolLM2-135M's shape by default, or Llama-3.1-8B's with 2 of its 32 layers: the layers
+of an 8B reward model (hidden 4096, 32 heads), 16 times fewer of them, so that a run fits this machine's time.
+Plus the fp32 matmul peak, and whole-process times: the rewardmill CLI on a --cli-rows job with each engine
 (start, load, score, write), from which the job size where --engine vllm's start-up pays off (the crossover) is
 computed with each engine's steady-state rate. Per workload: tokens/s counting every row's full length, the
 shared-token fraction, the ratio to raw vLLM with prefix caching, score differences.
@@ -24,6 +26,8 @@ shared-token fraction, the ratio to raw vLLM with prefix caching, score differen
     python benchmarks/bench_vs_vllm.py          # all workloads, 2 repeats (est. 35 min; first run +3 min: venv)
     python benchmarks/bench_vs_vllm.py --rows 96 --pairs 48 --prompts 24 --skip-floors --cli-rows 0   # 13 min
     python benchmarks/bench_vs_vllm.py --workloads unique --engine transformers --skip-vllm  # rewardmill, floors
+    python benchmarks/bench_vs_vllm.py --shape llama-8b-2l --rows 96 --pairs 48 --prompts 24 --skip-floors \
+        --cli-rows 0 --engine transformers     # 2 of Llama-3.1-8B's layers (3.6 GB): 8B-class matmuls; 35 min
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -48,7 +53,8 @@ from common import (  # noqa: E402
     CACHE_DIR,
     DATA_DIR,
     REPO_ROOT,
-    build_smol_llama_rm,
+    SHAPES,
+    build_llama_rm,
     floors,
     load_hh_conversations,
     matmul_peak_gflops,
@@ -195,6 +201,8 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shape", choices=list(SHAPES), default="smollm2-135m",
+                        help="the model's shape: SmolLM2-135M, or Llama-3.1-8B's layers (2 of its 32)")
     parser.add_argument("--cli-rows", type=int, default=200, help="rows of the whole-process job (0: skip it)")
     parser.add_argument("--cpu-kernel", choices=["auto", "torch", "onednn"], default="auto",
                         help="rewardmill's fp32 kernel (auto: measured at load, which a busy machine can mislead)")
@@ -213,14 +221,14 @@ def main() -> None:
     from rewardmill.reward_models.engines.transformers_engine import plan_batches
 
     torch.set_num_threads(args.threads)
-    model_dir = build_smol_llama_rm()
+    model_dir = build_llama_rm(args.shape)
     sizes = {"unique": args.rows, "pairs": args.pairs, "gen4": args.prompts}
     workloads = {name: WORKLOADS[name](sizes[name], args.data_dir) for name in args.workloads}
     job = load_hh_conversations(args.cli_rows, args.data_dir)[0] if args.cli_rows and "unique" in workloads else []
     rm = RewardModel.from_pretrained(str(model_dir), threads=args.threads, cpu_kernel=args.cpu_kernel)
-    kernel = (rm.choices["cpu"] or {}).get("kernel")  # the unshared model runs on the kernel the shared one chose
-    rm_off = RewardModel.from_pretrained(str(model_dir), threads=args.threads, prefix_sharing=False,
-                                         cpu_kernel=kernel if kernel in ("torch", "onednn") else "auto")
+    # The same loaded model (weights, kernel and threads) without sharing: one copy of a large model's weights.
+    rm_off = RewardModel(rm.adapter, name=rm.name, engine_options=replace(rm.engine_options, prefix_sharing=False),
+                         cpu_choice=rm.cpu_choice)
     print(f"rewardmill: {rm.engine.describe_sharing()}; cpu {rm.choices['cpu']} (unshared: {rm_off.choices['cpu']})",
           file=sys.stderr)
     encoded = {name: [rm.adapter.encode(c) for c in w.conversations] for name, w in workloads.items()}
@@ -245,12 +253,12 @@ def main() -> None:
         real_tokens = sum(lengths)
         plan = plan_batches(lengths, rm.engine_options)
         padded = sum(len(b) * max(lengths[i] for i in b) for b in plan)
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
-        # Llama-3 has no pad token; the floors pool on pad ids, so pad with one the chat template never writes.
-        floor_pad = rm.adapter.tokenizer.convert_tokens_to_ids("<|end_of_text|>")
-        model.config.pad_token_id = floor_pad
-        flops = 2 * non_embedding_params(model) * real_tokens
+        flops = 2 * non_embedding_params(rm.adapter.model) * real_tokens
         if not args.skip_floors:
+            model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
+            # Llama-3 has no pad token; the floors pool on pad ids, so pad with one the chat template never writes.
+            floor_pad = rm.adapter.tokenizer.convert_tokens_to_ids("<|end_of_text|>")
+            model.config.pad_token_id = floor_pad
             seed_loop, distilabel = floors(model, unique_ids, floor_pad)
             runners[("unique", SEED)] = seed_loop
             runners[("unique", DISTILABEL)] = distilabel
@@ -313,7 +321,9 @@ def main() -> None:
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     print(f"Run {date}; python {platform.python_version()}, torch {torch.__version__}, "
           f"transformers {transformers.__version__}, {VLLM_PIN if workers else 'vLLM skipped'}; "
-          f"{args.threads} threads; rewardmill's CPU choice {rm.choices['cpu']}.")
+          f"{args.threads} threads; model shape {args.shape} (fp32, "
+          f"{non_embedding_params(rm.adapter.model) / 1e6:.0f} M non-embedding parameters); "
+          f"rewardmill's CPU choice {rm.choices['cpu']}.")
     print(f"fp32 matmul peak {peak:.0f} GFLOP/s (best of the run; range {min(peaks):.0f}-{max(peaks):.0f}); "
           f"{args.repeats} interleaved repeats, best shown.\n")
     results = {}

@@ -97,9 +97,39 @@ def smol_llama_config(tokenizer) -> LlamaConfig:
     )
 
 
-def build_smol_llama_rm(cache_dir: Path = CACHE_DIR) -> Path:
-    """Directory of the cached benchmark reward model (model + tokenizer with chat template); builds it once."""
-    out = cache_dir / MODEL_NAME
+def llama_8b_config(tokenizer, tiny: bool = False, layers: int | None = None) -> LlamaConfig:
+    """Llama-3.1-8B's shape (hidden 4096, 32 heads, 8 KV heads) with Llama-3's vocabulary, as a one-label
+    classifier; `layers` keeps the first few layers only (per token, every layer costs the same), `tiny` a small
+    shape to check a script with."""
+    from transformers import LlamaConfig
+
+    shape = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                 num_key_value_heads=8, head_dim=128)
+    if tiny:
+        shape = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, head_dim=64)
+    if layers is not None:
+        shape["num_hidden_layers"] = layers
+    return LlamaConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                      "original_max_position_embeddings": 8192},
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+        num_labels=1, architectures=["LlamaForSequenceClassification"], **shape)
+
+
+# The CPU benchmark models: name -> (cache folder, config builder). fp32, random weights (seed 0).
+SHAPES = {
+    "smollm2-135m": (MODEL_NAME, smol_llama_config),
+    "llama-8b-2l": ("llama-8b-shape-2-layers-llama3-tok-rm-v1", lambda tokenizer: llama_8b_config(tokenizer, layers=2)),
+}
+
+
+def build_llama_rm(shape: str = "smollm2-135m", cache_dir: Path = CACHE_DIR) -> Path:
+    """Directory of a cached benchmark reward model of `shape` (a key of SHAPES: model + tokenizer with chat
+    template); builds it once."""
+    name, config = SHAPES[shape]
+    out = cache_dir / name
     if (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file():
         return out
     from transformers import AutoTokenizer, LlamaForSequenceClassification
@@ -109,8 +139,8 @@ def build_smol_llama_rm(cache_dir: Path = CACHE_DIR) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(vocab.parent, gguf_file=vocab.name)  # ~20 s
     tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
     torch.manual_seed(0)
-    model = LlamaForSequenceClassification(smol_llama_config(tokenizer)).to(torch.float32).eval()
-    partial = cache_dir / f"{MODEL_NAME}.part"
+    model = LlamaForSequenceClassification(config(tokenizer)).to(torch.float32).eval()
+    partial = cache_dir / f"{name}.part"
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
@@ -118,6 +148,11 @@ def build_smol_llama_rm(cache_dir: Path = CACHE_DIR) -> Path:
     partial.rename(out)
     print(f"built {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return out
+
+
+def build_smol_llama_rm(cache_dir: Path = CACHE_DIR) -> Path:
+    """Directory of the cached SmolLM2-135M-shaped benchmark reward model; builds it once."""
+    return build_llama_rm("smollm2-135m", cache_dir)
 
 
 def load_hh_conversations(n: int, data_dir: Path = DATA_DIR) -> tuple[list[Conversation], int]:

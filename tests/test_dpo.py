@@ -288,6 +288,24 @@ def test_no_pair_after_rating_with_a_scorer_writes_the_columns_a_run_with_pairs_
     assert schema(out) == schema(with_pairs) and "ratings" in schema(out)
 
 
+def test_no_pair_in_csv_is_a_header_with_the_columns_a_run_with_pairs_writes(tmp_path):
+    import csv
+
+    rows = [{"instruction": "q", "generations": ["a", "bbb"], "id": 7}]
+    result, out = dpo_run(tmp_path, rows, "pairs.csv", "-m", "length", "--min-margin", "5")
+    assert result.exit_code == 0 and "1 rows in, 0 pairs out" in result.output, result.output
+    paired, with_pairs = dpo_run(tmp_path, rows, "paired.csv", "-m", "length")
+    assert paired.exit_code == 0 and "1 pairs out" in paired.output, paired.output
+    header = next(csv.reader(with_pairs.open(encoding="utf-8")))
+    assert "id" in header and "chosen" in header
+    assert out.read_text(encoding="utf-8").splitlines() == [",".join(header)]
+    pair_columns = ["prompt", "prompt_id", "chosen", "chosen_rating", "rejected", "rejected_rating"]
+    for rows, expected in (([], pair_columns), (NO_PAIR_ROWS, ["messages", "generations", "ratings", *pair_columns])):
+        result, out = dpo_run(tmp_path, rows, "pairs.csv", "--min-margin", "1", "--overwrite")
+        assert result.exit_code == 0, result.output
+        assert out.read_text(encoding="utf-8").splitlines() == [",".join(expected)]
+
+
 @pytest.mark.parametrize("output", ["pairs", "pairs.parquet"])
 def test_an_input_without_rows_gives_the_pair_columns(tmp_path, output):
     import datasets

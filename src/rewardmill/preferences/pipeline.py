@@ -4,9 +4,9 @@ Input is taken chunk by chunk on the committed-run loop (`runs.committed`): rate
 formatted, and the chunk's pairs committed with the count of input rows they came from, so an interrupted run
 resumes where it stopped. Output: JSONL, JSON, Parquet or CSV by extension, or, for a name without one of those
 extensions, a saved `datasets` directory that `datasets.load_from_disk` opens (assembled from the committed
-Parquet parts). A Parquet file or datasets directory without a pair (every row a tie, say) has the columns and
-types of the pairs that the first chunk holding a well-formed row would have given (`formatting.example_pair`; the
-pair columns alone where no row is well-formed), the columns a run with pairs has.
+Parquet parts). A Parquet, CSV or datasets output without a pair (every row a tie, say) has the columns (Parquet's
+with their types) of the pairs that the first chunk holding a well-formed row would have given
+(`formatting.example_pair`; the pair columns alone where no row is well-formed), the columns a run with pairs has.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..runs.checkpoint import CommittedOutput
 from ..runs.committed import Chunk, Progress, chunked, run_committed
 from ..runs.job import Job, check_output, run_identity, run_info
 from ..runs.preflight import open_input
-from ..runs.writers import OUTPUT_FORMATS, Parquet, parquet_schema
+from ..runs.writers import OUTPUT_FORMATS, Csv, Parquet, parquet_schema
 from ..scorer import Scorer
 from .formatting import (
     RATING_ERROR,
@@ -94,7 +94,7 @@ def run_dpo(job: DPOJob, options: DPOOptions = DPOOptions(), scorer: Scorer | No
             schemas.append(tally[EMPTY_SCHEMA])
 
     def finish(out: CommittedOutput) -> None:
-        if not out.rows_out and isinstance(out.format, Parquet):
+        if not out.rows_out and isinstance(out.format, (Csv, Parquet)):
             out.format.empty_schema = _read_schema(schemas[0]) if schemas else \
                 parquet_schema([example_pair(None, options)])
         if job.as_dataset:

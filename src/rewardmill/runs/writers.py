@@ -153,6 +153,7 @@ class Csv(JsonLines):
 
     def __init__(self) -> None:
         self.kinds: dict[str, dict[str, int]] = {}  # column -> kind -> first row holding it
+        self.empty_schema: Any = None  # the header of a file assembled from no row (None: no column)
 
     def resume(self, parts: list[Part]) -> None:
         for _, notes in parts:
@@ -185,6 +186,8 @@ class Csv(JsonLines):
     def assemble(self, parts: list[Part], columns: list[str], target: Path) -> None:
         as_json = {name for name, kinds in self.kinds.items() if len(kinds) > 1}
         with open(target, "w", encoding="utf-8", newline="") as out:
+            if not columns and self.empty_schema is not None:
+                columns = self.empty_schema.names
             writer = csv.DictWriter(out, fieldnames=columns)
             writer.writeheader()
             for part, _ in parts:
