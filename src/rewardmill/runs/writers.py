@@ -185,9 +185,9 @@ class Csv(JsonLines):
 
     def assemble(self, parts: list[Part], columns: list[str], target: Path) -> None:
         as_json = {name for name, kinds in self.kinds.items() if len(kinds) > 1}
+        if not columns and self.empty_schema is not None:
+            columns = self.empty_schema.names
         with open(target, "w", encoding="utf-8", newline="") as out:
-            if not columns and self.empty_schema is not None:
-                columns = self.empty_schema.names
             writer = csv.DictWriter(out, fieldnames=columns)
             writer.writeheader()
             for part, _ in parts:
