@@ -164,13 +164,14 @@ class VllmWorker:
 
 TORCH = "rewardmill --engine transformers (API, steady state)"  # default options: prefix sharing where exact
 TORCH_OFF = "rewardmill --engine transformers --no-prefix-sharing"
+TORCH_PADDED = "rewardmill --engine transformers --no-packing (padded rows, as before)"
 ON_VLLM = "rewardmill --engine vllm (API, steady state)"
 RAW_VLLM = "vLLM pooling (offline classify)"
 RAW_CACHED = "vLLM pooling, prefix caching on"
 SEED = "seed loop (1 row/forward)"
 DISTILABEL = "distilabel-style (16/batch, input order)"
-UNIQUE_TABLE = (TORCH, SEED, DISTILABEL, ON_VLLM, RAW_VLLM)  # the unique workload's table, as before issue 30
-SHARING_TABLE = (TORCH, TORCH_OFF, ON_VLLM, RAW_CACHED, RAW_VLLM)
+UNIQUE_TABLE = (TORCH, TORCH_PADDED, SEED, DISTILABEL, ON_VLLM, RAW_VLLM)  # the unique workload's table
+SHARING_TABLE = (TORCH, TORCH_OFF, TORCH_PADDED, ON_VLLM, RAW_CACHED, RAW_VLLM)
 
 
 def cli_whole_process(model_dir: Path, conversations, threads: int, vllm_python: Path | None = None) -> float:
@@ -229,6 +230,9 @@ def main() -> None:
     # The same loaded model (weights, kernel and threads) without sharing: one copy of a large model's weights.
     rm_off = RewardModel(rm.adapter, name=rm.name, engine_options=replace(rm.engine_options, prefix_sharing=False),
                          cpu_choice=rm.cpu_choice)
+    rm_padded = RewardModel(rm.adapter, name=rm.name, engine_options=replace(rm.engine_options, packing=False),
+                            cpu_choice=rm.cpu_choice)
+    print(f"rewardmill: {rm.describe()['batching']}", file=sys.stderr)
     print(f"rewardmill: {rm.engine.describe_sharing()}; cpu {rm.choices['cpu']} (unshared: {rm_off.choices['cpu']})",
           file=sys.stderr)
     encoded = {name: [rm.adapter.encode(c) for c in w.conversations] for name, w in workloads.items()}
@@ -246,6 +250,7 @@ def main() -> None:
         for name, workload in workloads.items():
             runners[(name, TORCH)] = rewardmill_runner(rm, workload)
             runners[(name, TORCH_OFF)] = rewardmill_runner(rm_off, workload)
+            runners[(name, TORCH_PADDED)] = rewardmill_runner(rm_padded, workload)
     unique = workloads.get("unique")
     if unique:
         conversations, unique_ids = unique.conversations, ids["unique"]
@@ -279,7 +284,7 @@ def main() -> None:
         for workload in workloads:
             runners[(workload, name)] = worker.scores_of(workload)
         worker.run(first)  # warm-up pass
-    for model_ in (rm, rm_off):
+    for model_ in (rm, rm_off, rm_padded):
         model_.score(workloads[first].conversations[:8])
     block = next((w.block_size for w in workers.values() if w.block_size), None) or CPU_BLOCK
 
@@ -332,7 +337,7 @@ def main() -> None:
         unique_timings = {name: timings[("unique", name)] for name in UNIQUE_TABLE if ("unique", name) in timings}
         unique_scores = {name: scores[("unique", name)] for name in unique_timings}
         print_unique_table(unique_timings, unique_scores, len(conversations), real_tokens, lengths, padded,
-                           flops, peak)
+                           flops, peak, rm.engine.unpadded)
         if job:
             print(f"\nWhole process, {len(job)}-row job (start, load, score, write): "
                   + "; ".join(f"rewardmill CLI --engine {engine} {seconds:.1f} s"
@@ -360,8 +365,9 @@ def max_diff(a: list[float] | None, b: list[float] | None) -> str:
 
 
 def print_unique_table(timings: dict[str, list[float]], scores: dict[str, list[float]], rows: int, real_tokens: int,
-                       lengths: list[int], padded: int, flops: float, peak: float) -> None:
-    """The unique workload's table, as this benchmark printed it before the other workloads came."""
+                       lengths: list[int], padded: int, flops: float, peak: float, unpadded: bool) -> None:
+    """The unique workload's table, as this benchmark printed it before the other workloads came. Padding waste
+    counts the linear layers' wasted tokens (unpadded batches pad the attention's rows only)."""
     reference = scores[TORCH if TORCH in scores else ON_VLLM]
     print(f"unique: {rows} hh-rlhf conversations, {real_tokens} real tokens.")
     print(f"Scores span {min(reference):.2f} to {max(reference):.2f}; the seed loop is the one-row fp32 reference "
@@ -372,7 +378,9 @@ def print_unique_table(timings: dict[str, list[float]], scores: dict[str, list[f
     vllm_best = min(timings[RAW_VLLM]) if RAW_VLLM in timings else None
     for name, seconds in timings.items():
         best = min(seconds)
-        waste = {TORCH: padded / real_tokens - 1, SEED: 0.0, ON_VLLM: 0.0, RAW_VLLM: 0.0}.get(name)  # vLLM packs
+        padded_waste = padded / real_tokens - 1
+        waste = {TORCH: 0.0 if unpadded else padded_waste, TORCH_PADDED: padded_waste, SEED: 0.0, ON_VLLM: 0.0,
+                 RAW_VLLM: 0.0}.get(name)  # vLLM packs
         if name == DISTILABEL:
             chunks = [lengths[i : i + 16] for i in range(0, len(lengths), 16)]
             waste = sum(len(c) * max(c) for c in chunks) / real_tokens - 1

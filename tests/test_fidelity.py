@@ -62,9 +62,12 @@ def references(model_dirs):
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma", "bert"])
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
 @pytest.mark.parametrize("cpu_kernel", ["torch", "onednn"])
-def test_batched_equals_single_row_reference(model_dirs, references, family, batch_size, cpu_kernel):
-    model = RewardModel.from_pretrained(str(model_dirs[family]), batch_size=batch_size, cpu_kernel=cpu_kernel)
+@pytest.mark.parametrize("packing", [None, False])  # None: unpadded on CPU where the model allows it
+def test_batched_equals_single_row_reference(model_dirs, references, family, batch_size, cpu_kernel, packing):
+    model = RewardModel.from_pretrained(str(model_dirs[family]), batch_size=batch_size, cpu_kernel=cpu_kernel,
+                                        packing=packing)
     assert model.cpu_choice.kernel == cpu_kernel
+    assert model.engine.unpadded is (packing is None and family in ("llama", "qwen2"))
     assert_close(model.score(CONVS), references[family])
 
 
@@ -78,8 +81,10 @@ def test_shuffled_order_gives_the_same_scores(model_dirs, references, family):
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma"])
-def test_left_padding_and_token_budget_give_the_same_scores(model_dirs, references, family):
-    model = RewardModel.from_pretrained(str(model_dirs[family]), batch_size=16, max_tokens_per_batch=300)
+@pytest.mark.parametrize("packing", [None, False])
+def test_left_padding_and_token_budget_give_the_same_scores(model_dirs, references, family, packing):
+    model = RewardModel.from_pretrained(str(model_dirs[family]), batch_size=16, max_tokens_per_batch=300,
+                                        packing=packing)
     model.adapter.padding_side = "left"
     assert_close(model.score(CONVS), references[family])
 
@@ -131,9 +136,11 @@ def test_packed_batches_equal_the_single_row_reference(model_dirs, references, f
 
 
 def test_packing_is_chosen_for_flash_attention_only(model_dirs):
+    """Packed rows under the model's own attention by default only where it runs them at their own length (SDPA
+    models on CPU run unpadded instead: test_unpadded)."""
     from rewardmill.reward_models.engines.transformers_engine import packs_by_default
 
-    model = RewardModel.from_pretrained(str(model_dirs["llama"]))
+    model = RewardModel.from_pretrained(str(model_dirs["llama"]), packing=False)
     assert not model.engine.packing and "padded" in model.describe()["batching"]
     config = model.adapter.model.config
     for implementation, packs in (("sdpa", False), ("eager", False), ("flash_attention_2", True),

@@ -73,10 +73,13 @@ def score_ids(model, rows: list[list[int]]) -> list[float]:
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("padding_side", ["right", "left"])
-def test_grouped_rows_score_as_alone(eligible_dirs, family, padding_side):
+@pytest.mark.parametrize("packing", [None, False])  # None: the grouped rows unpadded (test_unpadded)
+def test_grouped_rows_score_as_alone(eligible_dirs, family, padding_side, packing):
     model = RewardModel.from_pretrained(str(eligible_dirs[family]), padding_side=padding_side, batch_size=256,
-                                        max_tokens_per_batch=4096, cpu_kernel="torch", min_shared_tokens=1)
+                                        max_tokens_per_batch=4096, cpu_kernel="torch", min_shared_tokens=1,
+                                        packing=packing)
     assert model.engine.prefix_sharing, model.engine.describe_sharing()
+    assert model.engine.unpadded is (packing is None)
     rows, cases = grouped_rows(model)
     groups = model.engine.groups([Encoded(ids) for ids in rows])
     found = sorted((len(g.members), g.shared) for g in groups if len(g.members) > 1)

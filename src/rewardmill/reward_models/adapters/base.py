@@ -12,7 +12,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -43,7 +43,8 @@ class Batch:
     attention mask, positions restarting at 0 for each item (which is how the attention tells them apart), and
     `last_index[i]` the position of item i's last token in that row. Grouped (`row_of`): rows that share a prefix
     run it once, `attention_mask` is a 4D block mask [rows, 1, width, width] (or a flex attention BlockMask) and
-    item i is read at `last_index[i]` of row `row_of[i]`."""
+    item i is read at `last_index[i]` of row `row_of[i]`. Unpadded (`layout`, see `unpadded`): packed, with the
+    attention run in the padded or grouped rows the layout records."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor | None
@@ -54,6 +55,7 @@ class Batch:
     packed: bool = False
     row_of: torch.Tensor | None = None  # grouped: the row each item is read in (`batching.collate_grouped`)
     segments: torch.Tensor | None = None  # grouped: 0 on a shared prefix, k on a row's k-th continuation, -1 pad
+    layout: Any = None  # unpadded (`unpadded.Layout`): where each token sits in the attention's rows
 
 
 def forward_parameters(model: torch.nn.Module) -> Mapping[str, inspect.Parameter]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import torch
 
-MASKED_ATTENTION = ("sdpa", "eager", "flex_attention")  # take a 4D block mask (flex: a BlockMask)
+UNPADDED_SDPA = "rewardmill_unpadded_sdpa"  # SDPA as rewardmill's unpadded batches run it (`unpadded.py`)
+MASKED_ATTENTION = ("sdpa", UNPADDED_SDPA, "eager", "flex_attention")  # take a 4D block mask (flex: a BlockMask)
 LENGTH_SCALED_ROPE = ("dynamic", "longrope")  # rescale by the sequence's length, not the row's
 
 
-def _text_config(config):
+def text_config(config):
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
@@ -45,12 +46,12 @@ def rope_types(config) -> set[str]:
 def shareable_length(model: torch.nn.Module) -> int | None:
     """The longest row that may share its prefix: a sliding window's length (a row within it attends to all of
     itself, as the block mask lets it), or None when any row may."""
-    return sliding_window(_text_config(model.config))
+    return sliding_window(text_config(model.config))
 
 
 def prefix_sharing_refusal(model: torch.nn.Module, takes_positions: bool) -> str | None:
     """Why a causal decoder read at one token cannot share prefixes exactly, or None when it can."""
-    config = _text_config(model.config)
+    config = text_config(model.config)
     if type(model).__module__.startswith("transformers_modules") and not getattr(model, "supports_prefix_sharing",
                                                                                  False):
         return "the model runs its own code (trust_remote_code) and does not declare supports_prefix_sharing"

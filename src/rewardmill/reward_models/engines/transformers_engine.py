@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...errors import OptionsError
-from ..adapters.base import Adapter, Encoded
+from ..adapters import unpadded
+from ..adapters.base import Adapter, Batch, Encoded
 from ..adapters.batching import Group, collate, collate_grouped, collate_packed, flex_block_mask, group_mask
 from ..options import EngineOptions
 from .budget import TokenBudget
@@ -83,6 +84,22 @@ def packs_by_default(adapter: Adapter) -> bool:
     return adapter.can_pack and getattr(config, "_attn_implementation", None) in PACKING_ATTENTION
 
 
+def unpadding_choice(adapter: Adapter, packing: bool | None) -> tuple[bool, str | None]:
+    """Whether the engine runs `adapter`'s SDPA model unpadded (`adapters.unpadded`), and why not when it does not.
+    `packing` None: on CPU, where it measured faster (docs/benchmarks.md); True: wherever the model allows it."""
+    if packing is False or packs_by_default(adapter):
+        return False, None
+    if packing is None and adapter.device.type != "cpu":
+        return False, "measured on CPU only: --packing turns it on"
+    why = unpadded.refusal(adapter)
+    if why is None:
+        unpadded.switch(adapter.model)
+        why = unpadded.check(adapter)
+        if why is not None:
+            adapter.model.config._attn_implementation = "sdpa"
+    return why is None, why
+
+
 class Engine(StartableEngine):
     """Batches encoded items through one adapter in torch. `step` runs one batch; `run` plans and steps a list.
 
@@ -97,10 +114,11 @@ class Engine(StartableEngine):
         if options.packing and not adapter.can_pack:
             raise OptionsError(f"packing needs a model whose forward takes position_ids and no extra arguments; "
                                f"this {adapter.kind} model's does not (leave packing off)")
-        self.packing = packs_by_default(adapter) if options.packing is None else options.packing
         self.sharing_refusal = adapter.prefix_sharing_refusal()
         if options.prefix_sharing and self.sharing_refusal:
             raise OptionsError(f"--prefix-sharing: this model cannot share prefixes exactly: {self.sharing_refusal}")
+        self.unpadded, self.unpadding_refusal = unpadding_choice(adapter, options.packing)
+        self.packing = self.unpadded or (packs_by_default(adapter) if options.packing is None else options.packing)
         self.prefix_sharing = options.prefix_sharing is not False and self.sharing_refusal is None
         self.budget = TokenBudget(self.configured.max_tokens_per_batch)
         self._warned = False
@@ -165,7 +183,11 @@ class Engine(StartableEngine):
 
     def describe(self) -> dict[str, str]:
         options = self.options
-        if self.packing:
+        if self.unpadded:
+            batching = (f"unpadded: the linear layers run on the batch's real tokens only, the attention (SDPA) in "
+                        f"length-sorted rows; up to {options.batch_size} rows and {options.max_tokens_per_batch} "
+                        f"tokens per batch")
+        elif self.packing:
             batching = (f"packed without padding (rows side by side, positions restarting at each), up to "
                         f"{options.batch_size} rows and {options.max_tokens_per_batch} tokens per batch")
         else:
@@ -176,6 +198,7 @@ class Engine(StartableEngine):
             "device": str(self.adapter.device),
             "batching": batching,
             "prefix sharing": self.describe_sharing(),
+            **({"unpadded": f"off: {self.unpadding_refusal}"} if self.unpadding_refusal else {}),
         }
 
     def describe_sharing(self) -> str:
@@ -195,6 +218,8 @@ class Engine(StartableEngine):
             shared = self.step_grouped(items) if self.prefix_sharing else None
             if shared is not None:
                 return shared
+            if self.unpadded:
+                return self.forward_unpadded(collate(items, adapter.pad_token_id, "right", adapter.device))
             if self.packing:
                 batch = collate_packed(items, adapter.device)
             else:
@@ -208,9 +233,15 @@ class Engine(StartableEngine):
         if all(len(group.members) == 1 for group in groups):
             return None
         adapter = self.adapter
-        batch = collate_grouped(items, groups, adapter.pad_token_id, adapter.padding_side, adapter.device,
-                                self.block_mask)
-        return read(adapter.forward(batch))
+        side = "right" if self.unpadded else adapter.padding_side
+        batch = collate_grouped(items, groups, adapter.pad_token_id, side, adapter.device, self.block_mask)
+        return self.forward_unpadded(batch) if self.unpadded else read(adapter.forward(batch))
+
+    def forward_unpadded(self, batch: Batch) -> list[dict[str, float]]:
+        """Run a padded or grouped batch on its real tokens only, the attention in its rows."""
+        batch = unpadded.unpad(batch)
+        with unpadded.layout(batch.layout):
+            return read(self.adapter.forward(batch))
 
     def block_mask(self, segments: torch.Tensor):
         """A grouped batch's block mask in the form the model's attention takes: boolean for SDPA, additive for

@@ -1,0 +1,163 @@
+"""Unpadded batches for SDPA models: every matrix multiply runs on the batch's real tokens only, side by side,
+and only the attention sees them in rows (padded, or grouped under a block mask).
+
+A padded batch spends the linear layers' work on its padding too, and the length-sorted batches that keep padding
+small are often short: small matrix multiplies, which run well below the CPU's peak. Here the model runs on one
+row of every real token ([1, tokens], positions as each item has them alone), and rewardmill's attention function
+gathers each layer's queries, keys and values into the batch's padded layout (`Layout`), runs transformers' own
+SDPA attention there (causal, or the grouped rows' block mask), and scatters the result back. This is vLLM's
+layout (packed tokens, attention per sequence) built from torch's SDPA.
+
+The function is registered with transformers under `ATTENTION` and the model's config is switched to it
+(`switch`); outside a `layout(...)` block it is plain SDPA with SDPA's masks, so other uses of the model are
+unchanged. `check` runs a probe to confirm that the model's attention really goes through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from .base import Adapter, Batch, Encoded
+from .batching import collate
+from .sharing import UNPADDED_SDPA, sliding_window, text_config
+
+ATTENTION = UNPADDED_SDPA
+
+
+@dataclass
+class Layout:
+    """Where each real token of an unpadded batch sits in the attention's padded rows. `index` [rows, width]: the
+    token (column of the unpadded row) at each slot, 0 on padding; `slots` [tokens]: each token's slot in the
+    flattened rows; `mask`: the rows' block mask (grouped rows) or None (one item per row, right-padded: causal);
+    `segments`: the grouped rows' segments (`batching.collate_grouped`), None for one item per row."""
+
+    index: torch.Tensor
+    slots: torch.Tensor
+    mask: torch.Tensor | None
+    segments: torch.Tensor | None = None
+    calls: int = field(default=0, compare=False)  # attention layers run under this layout (see `check`)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """[1, heads, tokens, d] -> [rows, heads, width, d]."""
+        return x[0][:, self.index].transpose(0, 1)
+
+    def scatter(self, out: torch.Tensor) -> torch.Tensor:
+        """SDPA's [rows, width, heads, d] -> [1, tokens, heads, d]."""
+        rows, width = self.index.shape
+        return out.reshape(rows * width, *out.shape[2:])[self.slots][None]
+
+
+_active: contextvars.ContextVar[Layout | None] = contextvars.ContextVar("rewardmill_layout", default=None)
+
+
+@contextlib.contextmanager
+def layout(active: Layout) -> Iterator[Layout]:
+    """Run the model's attention in `active`'s rows for the duration of the block."""
+    token = _active.set(active)
+    try:
+        yield active
+    finally:
+        _active.reset(token)
+
+
+def _attention(module, query, key, value, attention_mask, **kwargs):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    active = _active.get()
+    if active is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    active.calls += 1
+    kwargs.pop("is_causal", None)  # causal comes from the layout: no mask (causal rows) or the block mask
+    out, weights = sdpa_attention_forward(module, active.gather(query), active.gather(key), active.gather(value),
+                                          active.mask, is_causal=active.mask is None, **kwargs)
+    return active.scatter(out), weights
+
+
+def _mask(*args, **kwargs):
+    from transformers.masking_utils import sdpa_mask
+
+    return None if _active.get() is not None else sdpa_mask(*args, **kwargs)
+
+
+def register() -> None:
+    """Make `ATTENTION` known to transformers (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(ATTENTION, _attention)
+    AttentionMaskInterface.register(ATTENTION, _mask)
+
+
+def switch(model: torch.nn.Module) -> None:
+    """Route `model`'s SDPA attention through the unpadded attention function."""
+    register()
+    model.config._attn_implementation = ATTENTION
+
+
+def refusal(adapter: Adapter) -> str | None:
+    """Why `adapter`'s model cannot run unpadded (before the probe of `check`), or None when it may: a causal
+    decoder read at one token that prefix sharing accepts (the same exactness conditions), with SDPA attention and
+    no sliding window or logit soft-capping, which the layout's plain causal rows would drop."""
+    if not adapter.can_pack:
+        return f"the {adapter.kind} family's forward cannot read packed rows"
+    why = adapter.prefix_sharing_refusal()
+    if why:
+        return why
+    config = text_config(adapter.model.config)
+    attention = getattr(adapter.model.config, "_attn_implementation", None)
+    if attention not in ("sdpa", ATTENTION):
+        return f"{attention} attention (the unpadded path runs SDPA)"
+    if sliding_window(config) is not None:
+        return "sliding-window attention layers"
+    if getattr(config, "attn_logit_softcapping", None) is not None:
+        return "attention logit soft-capping (SDPA has none)"
+    return None
+
+
+def unpad(batch: Batch) -> Batch:
+    """A padded batch (right-padded rows, or grouped rows with their block mask) as one row of its real tokens, and
+    the `Layout` that puts them back into rows for the attention."""
+    if batch.segments is not None:
+        real, mask = batch.segments >= 0, batch.attention_mask
+    else:
+        real, mask = batch.attention_mask.bool(), None
+    rows, width = real.shape
+    slots = real.reshape(-1).nonzero().squeeze(1)
+    index = torch.zeros(rows * width, dtype=torch.long, device=real.device)
+    index[slots] = torch.arange(len(slots), device=real.device)
+    index = index.view(rows, width)
+    item_rows = batch.row_of if batch.row_of is not None else torch.arange(len(batch.items), device=real.device)
+    keep = real.reshape(-1)
+    return replace(
+        batch, input_ids=batch.input_ids.reshape(-1)[keep][None], attention_mask=None,
+        position_ids=batch.position_ids.reshape(-1)[keep][None], last_index=index[item_rows, batch.last_index],
+        token_type_ids=None, packed=True, row_of=None, segments=None,
+        layout=Layout(index, slots, mask, batch.segments))
+
+
+def probe_items(adapter: Adapter) -> list[Encoded]:
+    """The probe batch of `check`: two rows of different lengths of token ids the model's vocabulary has."""
+    size = max(2, min(getattr(text_config(adapter.model.config), "vocab_size", None) or 2, 1000))
+    return [Encoded([(7 * i + 3) % size for i in range(9)]), Encoded([(5 * i + 1) % size for i in range(4)])]
+
+
+def check(adapter: Adapter) -> str | None:
+    """Why the model cannot run unpadded, or None when it can: a probe batch of two rows of different lengths must
+    run every attention layer through the unpadded function and score each row as its padded batch does."""
+    padded = collate(probe_items(adapter), adapter.pad_token_id, "right", adapter.device)
+    probe = unpad(padded)
+    with torch.inference_mode():
+        expected = adapter.forward(padded)
+        with layout(probe.layout):
+            got = adapter.forward(probe)
+    if probe.layout.calls == 0:
+        return "its attention does not run through transformers' attention functions"
+    for name, value in expected.items():
+        if not torch.allclose(got[name].float(), value.float(), atol=1e-3, rtol=1e-3):
+            return f"a probe batch scored differently unpadded ({name}: {got[name].tolist()} vs {value.tolist()})"
+    return None

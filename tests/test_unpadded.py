@@ -1,0 +1,121 @@
+"""Unpadded batches (the CPU default for SDPA decoders): the linear layers run on the real tokens only, the
+attention in padded rows. Scores must equal the single-row reference written in test_fidelity / test_prefix_sharing,
+the model must really run unpadded, and everywhere it cannot be exact the engine must say why and keep padding.
+"""
+
+import pytest
+import torch
+import toy_models
+from test_fidelity import CONVS, assert_close, decoder_reference
+
+from rewardmill import RewardModel
+from rewardmill.reward_models.adapters import unpadded
+from rewardmill.reward_models.adapters.base import Encoded
+
+
+@pytest.fixture(scope="module")
+def mistral_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unpadded")
+    return {"mistral": toy_models.build_decoder_rm("mistral", root / "mistral", seed=4),
+            "gemma1": toy_models.build_decoder_rm("gemma1", root / "gemma1", seed=5)}
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("batch_size, tokens", [(1, 1024), (4, 1024), (16, 300), (64, 4096)])
+def test_unpadded_is_the_cpu_default_and_equals_the_single_row_reference(model_dirs, family, batch_size, tokens):
+    model = RewardModel.from_pretrained(str(model_dirs[family]), batch_size=batch_size, max_tokens_per_batch=tokens)
+    assert model.engine.unpadded and "unpadded" in model.describe()["batching"]
+    assert_close(model.score(CONVS), decoder_reference(model_dirs[family], CONVS))
+
+
+@pytest.mark.parametrize("family", ["mistral", "gemma1"])
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_other_families_and_padding_sides(mistral_dirs, family, padding_side):
+    model = RewardModel.from_pretrained(str(mistral_dirs[family]), padding_side=padding_side, batch_size=8)
+    assert model.engine.unpadded
+    assert_close(model.score(CONVS), decoder_reference(mistral_dirs[family], CONVS))
+
+
+def test_the_linear_layers_see_only_real_tokens(model_dirs):
+    model = RewardModel.from_pretrained(str(model_dirs["llama"]), batch_size=64, max_tokens_per_batch=100_000)
+    encoded = [model.adapter.encode(c) for c in CONVS[:6]]
+    seen = []
+    layer = next(m for m in model.adapter.model.modules() if isinstance(m, torch.nn.Linear))
+    handle = layer.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[:-1])))
+    try:
+        model.engine.run(encoded)
+    finally:
+        handle.remove()
+    assert seen == [(1, sum(len(e) for e in encoded))]
+
+
+def test_a_row_does_not_depend_on_the_rows_batched_with_it(model_dirs):
+    model = RewardModel.from_pretrained(str(model_dirs["llama"]), batch_size=64, max_tokens_per_batch=100_000)
+    alone = [model.score([c])[0] for c in CONVS[:3]]
+    together = model.score(CONVS[:3] + CONVS[10:20])[:3]
+    assert max(abs(a - b) for a, b in zip(alone, together)) <= 1e-5
+
+
+def test_where_it_cannot_be_exact_the_engine_pads_and_says_why(model_dirs):
+    cases = {
+        "gemma": "sliding-window",  # the toy Gemma 3 has sliding layers
+        "bert": "cannot read packed rows",
+    }
+    for family, why in cases.items():
+        model = RewardModel.from_pretrained(str(model_dirs[family]))
+        assert not model.engine.unpadded and why in model.describe()["unpadded"]
+    eager = RewardModel.from_pretrained(str(model_dirs["llama"]), attn_implementation="eager")
+    assert not eager.engine.unpadded and "eager attention" in eager.describe()["unpadded"]
+    off = RewardModel.from_pretrained(str(model_dirs["llama"]), packing=False)
+    assert not off.engine.unpadded and "padded" in off.describe()["batching"] and "unpadded" not in off.describe()
+
+
+def test_a_model_whose_attention_bypasses_transformers_interface_is_refused(model_dirs, monkeypatch):
+    """The probe at load catches a model that never calls the registered attention function (its own code, an
+    older transformers): it would otherwise run the packed row as one sequence."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    monkeypatch.setattr(unpadded, "register", lambda: None)
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(unpadded.ATTENTION, sdpa_attention_forward)  # what a bypassing model amounts to
+    try:
+        model = RewardModel.from_pretrained(str(model_dirs["llama"]))
+    finally:
+        AttentionInterface.register(unpadded.ATTENTION, unpadded._attention)
+    assert not model.engine.unpadded and "does not run through" in model.describe()["unpadded"]
+    assert model.adapter.model.config._attn_implementation == "sdpa"
+    assert_close(model.score(CONVS), decoder_reference(model_dirs["llama"], CONVS))
+
+
+def test_the_model_outside_the_engine_is_plain_sdpa(model_dirs):
+    """Switching the model's attention to the unpadded function changes nothing for other callers: a padded batch
+    with its attention mask gives what the same model gives with transformers' own SDPA."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = RewardModel.from_pretrained(str(model_dirs["llama"]))
+    assert model.adapter.model.config._attn_implementation == unpadded.ATTENTION
+    plain = AutoModelForSequenceClassification.from_pretrained(model_dirs["llama"], dtype=torch.float32).eval()
+    rows = [model.adapter.encode(c).input_ids for c in CONVS[:3]]
+    width = max(map(len, rows))
+    pad = model.adapter.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    with torch.no_grad():  # the base models: the toy Llama has no pad token, so its head takes one row only
+        got = model.adapter.model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        want = plain.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.allclose(got[mask.bool()], want[mask.bool()], atol=1e-6)
+
+
+def test_layout_puts_every_token_back_where_it_came_from():
+    from rewardmill.reward_models.adapters.batching import collate
+
+    items = [Encoded([5, 6, 7]), Encoded([8]), Encoded([9, 10])]
+    batch = unpadded.unpad(collate(items, 0, "right", torch.device("cpu")))
+    assert batch.input_ids.tolist() == [[5, 6, 7, 8, 9, 10]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 0, 0, 1]]
+    assert batch.last_index.tolist() == [2, 3, 5]
+    tokens = torch.arange(6.0).view(1, 1, 6, 1)  # [1, heads, tokens, d]
+    rows = batch.layout.gather(tokens)
+    assert rows[:, 0, :, 0].tolist() == [[0, 1, 2], [3, 0, 0], [4, 5, 0]]  # padding slots hold token 0
+    assert batch.layout.scatter(rows.transpose(1, 2)).flatten().tolist() == [0, 1, 2, 3, 4, 5]
