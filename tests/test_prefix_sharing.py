@@ -144,6 +144,23 @@ def test_a_sliding_window_model_groups_only_rows_within_its_window(model_dirs):
     assert max(abs(a - b) for a, b in zip(got[:3], want)) <= TOLERANCE
 
 
+def test_a_row_beyond_the_window_batched_with_a_group_keeps_its_sliding_window(model_dirs):
+    """A row longer than the toy Gemma 3's 24-token window, in the same batch as a group (lengths close enough for
+    one batch), must still run its sliding layers windowed: the group's block mask would let it see everything."""
+    directory = model_dirs["gemma"]
+    model = RewardModel.from_pretrained(str(directory), cpu_kernel="torch", min_shared_tokens=4)
+    rng = random.Random(4)
+    prefix = plain_ids(model, rng, 10)
+    short = [prefix + plain_ids(model, rng, 8) for _ in range(3)]  # one group: 10 + 3 x 8 = 34 tokens computed
+    long = [plain_ids(model, rng, 33) for _ in range(3)]
+    encoded = [Encoded(r) for r in short + long]
+    assert len(model.engine.batch_indices(encoded)) == 1  # all six rows in one batch
+    assert [len(g.members) for g in model.engine.groups(encoded)].count(3) == 1
+    got = score_ids(model, short + long)
+    want = reference(directory, short + long)
+    assert max(abs(a - b) for a, b in zip(got, want)) <= TOLERANCE
+
+
 def test_ineligible_models_keep_todays_path_and_say_why(model_dirs):
     bert = RewardModel.from_pretrained(str(model_dirs["bert"]))
     assert not bert.engine.prefix_sharing

@@ -232,6 +232,16 @@ class Engine(StartableEngine):
         groups = self.groups(items)
         if all(len(group.members) == 1 for group in groups):
             return None
+        limit = self.adapter.shareable_length
+        if limit is not None and any(len(item) > limit for item in items):
+            # A row longer than the sliding window needs the model's own sliding mask, which the grouped rows'
+            # block mask would replace: such rows run apart.
+            results: list[dict[str, float]] = [{}] * len(items)
+            for beyond in (False, True):
+                part = [i for i, item in enumerate(items) if (len(item) > limit) is beyond]
+                for i, result in zip(part, self.step([items[i] for i in part])):
+                    results[i] = result
+            return results
         adapter = self.adapter
         side = "right" if self.unpadded else adapter.padding_side
         batch = collate_grouped(items, groups, adapter.pad_token_id, side, adapter.device, self.block_mask)
