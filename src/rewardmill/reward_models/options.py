@@ -189,8 +189,9 @@ class EngineOptions:
     share of the batch's width, so no row carries more than (1 - min_fill) padding.
 
     `packing` puts a batch's rows side by side in one padding-free row (see `Batch`); then the token budget
-    counts real tokens. None: packed where the attention runs packed rows at their own length (flash or flex
-    attention), padded elsewhere (SDPA and eager attention would compute the whole packed square).
+    counts real tokens. With SDPA attention the rows are unpadded instead: side by side for every linear layer, in
+    padded rows for the attention (`adapters.unpadded`). None: packed where the attention runs packed rows at their
+    own length (flash or flex attention), unpadded for SDPA models on CPU, padded elsewhere.
 
     `prefix_sharing`: rows whose token ids share at least `min_shared_tokens` leading ids run them once (see
     `engines.prefix_groups`); None: wherever the model's adapter declares it exact. Then the budget counts the
@@ -201,14 +202,16 @@ class EngineOptions:
         None, help="Most rows in one forward pass (default: 16 on CPU, 128 on GPU; measured in docs/benchmarks.md).",
         panel=ENGINE)
     max_tokens_per_batch: int | None = option(
-        None, help="Most padded tokens (rows x longest row) in one forward pass (default: 1024 on CPU, 16384 on GPU).",
+        None, help="Most tokens in one forward pass: padded ones (rows x longest row), or real ones where batches run "
+        "packed or unpadded, the CPU default for SDPA decoders (default: 1024 on CPU, 16384 on GPU).",
         panel=ENGINE)
     min_fill: float = api_only(0.9, why="a batching constant, measured in docs/benchmarks.md")
     min_shared_tokens: int = api_only(32, why="the prefix sharing threshold, measured in docs/benchmarks.md")
     packing: bool | None = option(
         None, flag="--packing/--no-packing", help="Put each batch's rows side by side in one row without padding "
-        "(positions restart at each row). Default: on where the attention runs packed rows at their own length "
-        "(flash or flex attention), off elsewhere.", panel=ENGINE, show_default=False)
+        "(positions restart at each row; with SDPA, the attention still runs row by row). Default: on where the "
+        "attention runs packed rows at their own length (flash or flex attention) and for SDPA models on CPU, off "
+        "elsewhere.", panel=ENGINE, show_default=False)
     prefix_sharing: bool | None = option(
         None, flag="--prefix-sharing/--no-prefix-sharing", help="Rows that share a prefix (the responses to one "
         "prompt, in one row or in several) run it once: one sequence of the prefix and each continuation, each "

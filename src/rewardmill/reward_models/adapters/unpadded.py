@@ -155,8 +155,10 @@ def check(adapter: Adapter) -> str | None:
         expected = adapter.forward(padded)
         with layout(probe.layout):
             got = adapter.forward(probe)
-    if probe.layout.calls == 0:
-        return "its attention does not run through transformers' attention functions"
+    layers = getattr(text_config(adapter.model.config), "num_hidden_layers", None) or 1
+    if probe.layout.calls < layers:
+        return (f"its attention does not run through transformers' attention functions ({probe.layout.calls} of "
+                f"{layers} layers did)")
     for name, value in expected.items():
         if not torch.allclose(got[name].float(), value.float(), atol=1e-3, rtol=1e-3):
             return f"a probe batch scored differently unpadded ({name}: {got[name].tolist()} vs {value.tolist()})"
