@@ -119,3 +119,17 @@ def test_layout_puts_every_token_back_where_it_came_from():
     rows = batch.layout.gather(tokens)
     assert rows[:, 0, :, 0].tolist() == [[0, 1, 2], [3, 0, 0], [4, 5, 0]]  # padding slots hold token 0
     assert batch.layout.scatter(rows.transpose(1, 2)).flatten().tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_off_a_cpu_it_is_on_only_when_asked_and_says_so(model_dirs, monkeypatch):
+    """Measured on CPU only: on another device the default keeps padded rows (or the model's own packing) and
+    `inspect` says that --packing turns it on; a model that could not run unpadded anyway says its own reason."""
+    from rewardmill.reward_models.adapters.base import Adapter
+    from rewardmill.reward_models.engines.transformers_engine import unpadding_choice
+
+    llama = RewardModel.from_pretrained(str(model_dirs["llama"]), packing=False).adapter
+    gemma = RewardModel.from_pretrained(str(model_dirs["gemma"])).adapter
+    monkeypatch.setattr(Adapter, "device", property(lambda self: torch.device("cuda")))
+    assert unpadding_choice(llama, None) == (False, "measured on CPU only: --packing turns it on")
+    assert unpadding_choice(gemma, None) == (False, "sliding-window attention layers")
+    assert unpadding_choice(llama, False) == (False, None)

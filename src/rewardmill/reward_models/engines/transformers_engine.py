@@ -89,9 +89,9 @@ def unpadding_choice(adapter: Adapter, packing: bool | None) -> tuple[bool, str 
     `packing` None: on CPU, where it measured faster (docs/benchmarks.md); True: wherever the model allows it."""
     if packing is False or packs_by_default(adapter):
         return False, None
-    if packing is None and adapter.device.type != "cpu":
-        return False, "measured on CPU only: --packing turns it on"
     why = unpadded.refusal(adapter)
+    if why is None and packing is None and adapter.device.type != "cpu":
+        return False, "measured on CPU only: --packing turns it on"
     if why is None:
         unpadded.switch(adapter.model)
         why = unpadded.check(adapter)
