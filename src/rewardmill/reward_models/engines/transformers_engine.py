@@ -90,13 +90,14 @@ def unpadding_choice(adapter: Adapter, packing: bool | None) -> tuple[bool, str 
     if packing is False or packs_by_default(adapter):
         return False, None
     why = unpadded.refusal(adapter)
-    if why is None and packing is None and adapter.device.type != "cpu":
+    if why is not None:
+        return False, why
+    if packing is None and adapter.device.type != "cpu":
         return False, "measured on CPU only: --packing turns it on"
-    if why is None:
-        unpadded.switch(adapter.model)
-        why = unpadded.check(adapter)
-        if why is not None:
-            adapter.model.config._attn_implementation = "sdpa"
+    unpadded.switch(adapter.model)
+    why = unpadded.check(adapter)
+    if why is not None:
+        adapter.model.config._attn_implementation = "sdpa"  # the only implementation `refusal` lets through
     return why is None, why
 
 
