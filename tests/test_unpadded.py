@@ -37,7 +37,8 @@ def test_other_families_and_padding_sides(mistral_dirs, family, padding_side):
 
 
 def test_the_linear_layers_see_only_real_tokens(model_dirs):
-    model = RewardModel.from_pretrained(str(model_dirs["llama"]), batch_size=64, max_tokens_per_batch=100_000)
+    model = RewardModel.from_pretrained(str(model_dirs["llama"]), batch_size=64, max_tokens_per_batch=100_000,
+                                        prefix_sharing=False)  # every row's every token, none shared
     encoded = [model.adapter.encode(c) for c in CONVS[:6]]
     seen = []
     layer = next(m for m in model.adapter.model.modules() if isinstance(m, torch.nn.Linear))
@@ -119,6 +120,43 @@ def test_layout_puts_every_token_back_where_it_came_from():
     rows = batch.layout.gather(tokens)
     assert rows[:, 0, :, 0].tolist() == [[0, 1, 2], [3, 0, 0], [4, 5, 0]]  # padding slots hold token 0
     assert batch.layout.scatter(rows.transpose(1, 2)).flatten().tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_grouped_rows_become_attention_pieces_in_token_order():
+    from rewardmill.reward_models.adapters.batching import Group, collate_grouped
+
+    items = [Encoded([1, 2, 3, 4, 5]), Encoded([1, 2, 3, 9]), Encoded([7, 8]), Encoded([1, 2, 3, 6, 6, 6])]
+    groups = [Group(3, (0, 1, 3)), Group(0, (2,))]
+    batch = unpadded.unpad(collate_grouped(items, groups, 0, "right", torch.device("cpu"), lambda s: None))
+    assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5, 9, 6, 6, 6, 7, 8]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 3, 3, 4, 5, 0, 1]]
+    assert batch.last_index.tolist() == [4, 5, 10, 8]
+    P = unpadded.Piece
+    assert batch.layout.pieces == [P(0, 3), P(3, 5, (0, 3)), P(5, 6, (0, 3)), P(6, 9, (0, 3)), P(9, 11)]
+
+
+def test_a_continuation_attends_to_its_prefix_and_itself_only(model_dirs, monkeypatch):
+    """No attention work is spent on what a block mask would hide: the prefix runs causally on its own keys, each
+    continuation's queries on the prefix's keys and their own, every layer."""
+    model = RewardModel.from_pretrained(str(model_dirs["llama"]), batch_size=64, max_tokens_per_batch=100_000,
+                                        min_shared_tokens=1)
+    base = model.adapter.encode(CONVS[0]).input_ids
+    items = [Encoded(base + [11, 12, 13]), Encoded(base + [14]), Encoded(base + [15, 16])]
+    shapes = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(query, key, value, attn_mask=None, is_causal=False, **kwargs):
+        shapes.append((query.shape[-2], key.shape[-2], is_causal))
+        return sdpa(query, key, value, attn_mask=attn_mask, is_causal=is_causal, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    got = [r["score"] for r in model.engine.run(items)]
+    n = len(base)
+    per_layer = [(n, n, True), (3, n + 3, False), (1, n + 1, False), (2, n + 2, False)]
+    assert shapes == per_layer * model.adapter.model.config.num_hidden_layers
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", sdpa)
+    alone = [model.engine.run([item])[0]["score"] for item in items]
+    assert max(abs(a - b) for a, b in zip(got, alone)) <= 1e-5
 
 
 def test_off_a_cpu_it_is_on_only_when_asked_and_says_so(model_dirs, monkeypatch):

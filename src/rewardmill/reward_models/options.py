@@ -195,7 +195,8 @@ class EngineOptions:
 
     `prefix_sharing`: rows whose token ids share at least `min_shared_tokens` leading ids run them once (see
     `engines.prefix_groups`); None: wherever the model's adapter declares it exact. Then the budget counts the
-    tokens actually computed.
+    tokens actually computed. `min_shared_tokens` None: the engine's measured default for its attention path
+    (`prefix_groups.default_min_shared`).
     """
 
     batch_size: int | None = option(
@@ -206,7 +207,7 @@ class EngineOptions:
         "packed or unpadded, the CPU default for SDPA decoders (default: 1024 on CPU, 16384 on GPU).",
         panel=ENGINE)
     min_fill: float = api_only(0.9, why="a batching constant, measured in docs/benchmarks.md")
-    min_shared_tokens: int = api_only(32, why="the prefix sharing threshold, measured in docs/benchmarks.md")
+    min_shared_tokens: int | None = api_only(None, why="the prefix sharing threshold, measured in docs/benchmarks.md")
     packing: bool | None = option(
         None, flag="--packing/--no-packing", help="Put each batch's rows side by side in one row without padding "
         "(positions restart at each row; with SDPA, the attention still runs row by row). Default: on where the "
@@ -237,7 +238,8 @@ class EngineOptions:
             raise OptionsError("batch_size must be at least 1")
         if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
             raise OptionsError("max_tokens_per_batch must be at least 1")
-        if not isinstance(self.min_shared_tokens, int) or self.min_shared_tokens < 1:
+        if self.min_shared_tokens is not None and (not isinstance(self.min_shared_tokens, int)
+                                                   or self.min_shared_tokens < 1):
             raise OptionsError("min_shared_tokens must be a positive number of tokens")
         if not 0.0 <= self.min_fill <= 1.0:
             raise OptionsError("min_fill must be between 0 and 1")

@@ -5,8 +5,10 @@ A padded batch spends the linear layers' work on its padding too, and the length
 small are often short: small matrix multiplies, which run well below the CPU's peak. Here the model runs on one
 row of every real token ([1, tokens], positions as each item has them alone), and rewardmill's attention function
 gathers each layer's queries, keys and values into the batch's padded layout (`Layout`), runs transformers' own
-SDPA attention there (causal, or the grouped rows' block mask), and scatters the result back. This is vLLM's
-layout (packed tokens, attention per sequence) built from torch's SDPA.
+SDPA attention there (causal), and scatters the result back. Grouped rows (prefix sharing) run their attention
+piece by piece instead (`Piece`): the prefix causally, then each continuation's queries against the prefix's keys
+and its own, so no work is spent on the pairs a block mask would hide (siblings, padding). This is vLLM's layout
+(packed tokens, attention per sequence, a continuation reading its prefix's keys) built from torch's SDPA.
 
 The function is registered with transformers under `ATTENTION` and the model's config is switched to it
 (`switch`); outside a `layout(...)` block it is plain SDPA with SDPA's masks, so other uses of the model are
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -29,18 +32,29 @@ from .sharing import UNPADDED_SDPA, sliding_window, text_config
 ATTENTION = UNPADDED_SDPA
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One attention call of a grouped batch: the queries at `start:end` of the unpadded row see the keys at
+    `prefix` (a shared prefix's `start, end`, or None) followed by their own, causally."""
+
+    start: int
+    end: int
+    prefix: tuple[int, int] | None = None
+
+
 @dataclass
 class Layout:
     """Where each real token of an unpadded batch sits in the attention's padded rows. `index` [rows, width]: the
     token (column of the unpadded row) at each slot, 0 on padding; `slots` [tokens]: each token's slot in the
-    flattened rows; `mask`: the rows' block mask (grouped rows) or None (one item per row, right-padded: causal);
-    `segments`: the grouped rows' segments (`batching.collate_grouped`), None for one item per row."""
+    flattened rows (right-padded rows, causal). Grouped rows instead run as `pieces`, in the unpadded row's order;
+    `segments`: their segments (`batching.collate_grouped`), None for one item per row."""
 
     index: torch.Tensor
     slots: torch.Tensor
-    mask: torch.Tensor | None
+    pieces: list[Piece] | None = None
     segments: torch.Tensor | None = None
     calls: int = field(default=0, compare=False)  # attention layers run under this layout (see `check`)
+    masks: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """[1, heads, tokens, d] -> [rows, heads, width, d]."""
@@ -50,6 +64,37 @@ class Layout:
         """SDPA's [rows, width, heads, d] -> [1, tokens, heads, d]."""
         rows, width = self.index.shape
         return out.reshape(rows * width, *out.shape[2:])[self.slots][None]
+
+    def continuation_mask(self, length: int, prefix: int, device: torch.device) -> torch.Tensor:
+        """[1, 1, length, prefix + length]: each of a continuation's queries sees the whole prefix and its own
+        earlier tokens (made once per shape and batch, then read by every layer)."""
+        key = (length, prefix)
+        if key not in self.masks:
+            self.masks[key] = torch.ones(length, prefix + length, dtype=torch.bool, device=device).tril(prefix)[None, None]
+        return self.masks[key]
+
+
+def _pieces_attention(active: Layout, module, query, key, value, **kwargs) -> torch.Tensor:
+    """SDPA piece by piece (`Piece`): [1, heads, tokens, d] in, [1, tokens, heads, d] out."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    outs = []
+    for piece in active.pieces:
+        span = slice(piece.start, piece.end)
+        q, k, v = query[:, :, span], key[:, :, span], value[:, :, span]
+        mask = None
+        if piece.prefix is not None:
+            if piece.prefix[1] == piece.start:  # the first continuation follows its prefix: one slice
+                k, v = key[:, :, piece.prefix[0]:piece.end], value[:, :, piece.prefix[0]:piece.end]
+            else:
+                shared = slice(*piece.prefix)
+                k, v = torch.cat([key[:, :, shared], k], 2), torch.cat([value[:, :, shared], v], 2)
+            if piece.end - piece.start > 1:  # a single query sees every key: no mask
+                mask = active.continuation_mask(piece.end - piece.start, piece.prefix[1] - piece.prefix[0],
+                                                query.device)
+        out, _ = sdpa_attention_forward(module, q, k, v, mask, is_causal=piece.prefix is None, **kwargs)
+        outs.append(out)
+    return torch.cat(outs, 1)
 
 
 _active: contextvars.ContextVar[Layout | None] = contextvars.ContextVar("rewardmill_layout", default=None)
@@ -72,9 +117,11 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     if active is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     active.calls += 1
-    kwargs.pop("is_causal", None)  # causal comes from the layout: no mask (causal rows) or the block mask
+    kwargs.pop("is_causal", None)  # causal comes from the layout
+    if active.pieces is not None:
+        return _pieces_attention(active, module, query, key, value, **kwargs), None
     out, weights = sdpa_attention_forward(module, active.gather(query), active.gather(key), active.gather(value),
-                                          active.mask, is_causal=active.mask is None, **kwargs)
+                                          None, is_causal=True, **kwargs)
     return active.scatter(out), weights
 
 
@@ -119,13 +166,31 @@ def refusal(adapter: Adapter) -> str | None:
     return None
 
 
+def pieces(segments: torch.Tensor) -> list[Piece]:
+    """The attention pieces of right-padded grouped rows (`segments`: 0 on a shared prefix, k on a row's k-th
+    continuation, -1 on padding), in the order of the rows' real tokens."""
+    found: list[Piece] = []
+    at = 0
+    for row in segments.tolist():
+        prefix = None
+        for segment, run in itertools.groupby(row):
+            if segment < 0:
+                continue
+            length = len(list(run))
+            found.append(Piece(at, at + length, None if segment == 0 else prefix))
+            if segment == 0:
+                prefix = (at, at + length)
+            at += length
+    return found
+
+
 def unpad(batch: Batch) -> Batch:
-    """A padded batch (right-padded rows, or grouped rows with their block mask) as one row of its real tokens, and
-    the `Layout` that puts them back into rows for the attention."""
+    """A padded batch (right-padded rows, or grouped rows) as one row of its real tokens, and the `Layout` that
+    runs the attention on them in rows (or pieces)."""
     if batch.segments is not None:
-        real, mask = batch.segments >= 0, batch.attention_mask
+        real = batch.segments >= 0
     else:
-        real, mask = batch.attention_mask.bool(), None
+        real = batch.attention_mask.bool()
     rows, width = real.shape
     slots = real.reshape(-1).nonzero().squeeze(1)
     index = torch.zeros(rows * width, dtype=torch.long, device=real.device)
@@ -137,7 +202,7 @@ def unpad(batch: Batch) -> Batch:
         batch, input_ids=batch.input_ids.reshape(-1)[keep][None], attention_mask=None,
         position_ids=batch.position_ids.reshape(-1)[keep][None], last_index=index[item_rows, batch.last_index],
         token_type_ids=None, packed=True, row_of=None, segments=None,
-        layout=Layout(index, slots, mask, batch.segments))
+        layout=Layout(index, slots, None if batch.segments is None else pieces(batch.segments), batch.segments))
 
 
 def probe_items(adapter: Adapter) -> list[Encoded]:

@@ -14,6 +14,18 @@ from collections.abc import Sequence
 
 from ..adapters.batching import Group
 
+# The least shared tokens worth grouping, measured (docs/benchmarks.md, "Threshold"). Where a group's attention
+# runs piece by piece (unpadded batches: each continuation's queries on the prefix's keys and its own), grouping
+# costs no attention work, and sharing pays from the first token; under a block mask (padded rows, flex
+# attention) every row of the group pays for the whole group's width, which shorter prefixes do not repay.
+MIN_SHARED_PIECES = 1
+MIN_SHARED_MASKED = 32
+
+
+def default_min_shared(pieces: bool) -> int:
+    """The grouping threshold for an engine whose grouped rows run their attention piece by piece, or not."""
+    return MIN_SHARED_PIECES if pieces else MIN_SHARED_MASKED
+
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     """How many leading ids `a` and `b` share, never all of either (each keeps its own last token)."""

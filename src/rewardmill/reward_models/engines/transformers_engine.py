@@ -23,7 +23,7 @@ from ..adapters.base import Adapter, Batch, Encoded
 from ..adapters.batching import Group, collate, collate_grouped, collate_packed, flex_block_mask, group_mask
 from ..options import EngineOptions
 from .budget import TokenBudget
-from .prefix_groups import find_groups
+from .prefix_groups import default_min_shared, find_groups
 from .protocol import Capabilities, Result, StartableEngine
 from .running import in_order, read, settle_batches
 
@@ -121,6 +121,8 @@ class Engine(StartableEngine):
         self.unpadded, self.unpadding_refusal = unpadding_choice(adapter, options.packing)
         self.packing = self.unpadded or (packs_by_default(adapter) if options.packing is None else options.packing)
         self.prefix_sharing = options.prefix_sharing is not False and self.sharing_refusal is None
+        if self.configured.min_shared_tokens is None:
+            self.configured = replace(self.configured, min_shared_tokens=default_min_shared(self.unpadded))
         self.budget = TokenBudget(self.configured.max_tokens_per_batch)
         self._warned = False
 
@@ -206,7 +208,9 @@ class Engine(StartableEngine):
         if self.prefix_sharing:
             limit = self.adapter.shareable_length
             within = f"; rows up to {limit} tokens (the sliding window)" if limit is not None else ""
-            return (f"on: rows sharing at least {self.configured.min_shared_tokens} leading tokens run them once, "
+            least = self.configured.min_shared_tokens
+            shared = "any leading tokens" if least == 1 else f"at least {least} leading tokens"
+            return (f"on: rows sharing {shared} run them once, "
                     f"each continuation seeing the prefix and itself only, with its own positions{within}")
         if self.sharing_refusal:
             return f"off: {self.sharing_refusal}"
@@ -257,7 +261,10 @@ class Engine(StartableEngine):
     def block_mask(self, segments: torch.Tensor):
         """A grouped batch's block mask in the form the model's attention takes: boolean for SDPA, additive for
         eager attention, a BlockMask for flex attention (built from the groups, never as a dense mask, so the
-        attention skips the blocks nobody sees)."""
+        attention skips the blocks nobody sees); none unpadded, where the grouped rows' attention runs piece by piece
+        (`unpadded.Piece`)."""
+        if self.unpadded:
+            return None
         attention = getattr(self.adapter.model.config, "_attn_implementation", None) or "eager"
         if attention == "flex_attention":
             return flex_block_mask(segments)
