@@ -187,9 +187,9 @@ class Engine(StartableEngine):
     def describe(self) -> dict[str, str]:
         options = self.options
         if self.unpadded:
-            batching = (f"unpadded: the linear layers run on the batch's real tokens only, the attention (SDPA) in "
-                        f"length-sorted rows; up to {options.batch_size} rows and {options.max_tokens_per_batch} "
-                        f"tokens per batch")
+            batching = (f"unpadded: the linear layers run on the batch's real tokens only, the attention (SDPA) row "
+                        f"by row (a shared prefix and its continuations piece by piece); up to {options.batch_size} "
+                        f"rows and {options.max_tokens_per_batch} tokens per batch")
         elif self.packing:
             batching = (f"packed without padding (rows side by side, positions restarting at each), up to "
                         f"{options.batch_size} rows and {options.max_tokens_per_batch} tokens per batch")
