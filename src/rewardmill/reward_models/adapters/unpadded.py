@@ -70,7 +70,8 @@ class Layout:
         earlier tokens (made once per shape and batch, then read by every layer)."""
         key = (length, prefix)
         if key not in self.masks:
-            self.masks[key] = torch.ones(length, prefix + length, dtype=torch.bool, device=device).tril(prefix)[None, None]
+            visible = torch.ones(length, prefix + length, dtype=torch.bool, device=device).tril(prefix)
+            self.masks[key] = visible[None, None]
         return self.masks[key]
 
 

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 from ..adapters.batching import Group
 
-# The least shared tokens worth grouping, measured (docs/benchmarks.md, "Threshold"). Where a group's attention
-# runs piece by piece (unpadded batches: each continuation's queries on the prefix's keys and its own), grouping
-# costs no attention work, and sharing pays from the first token; under a block mask (padded rows, flex
-# attention) every row of the group pays for the whole group's width, which shorter prefixes do not repay.
+# The least shared tokens worth grouping, measured (docs/benchmarks.md, "Threshold" and "Grouped rows piece by
+# piece"). Where a group's attention runs piece by piece (unpadded batches: each continuation's queries on the
+# prefix's keys and its own), grouping costs no attention work, and sharing pays from the first token; under a
+# block mask (padded rows, flex attention) every row of the group pays for the whole group's width, which shorter
+# prefixes do not repay.
 MIN_SHARED_PIECES = 1
 MIN_SHARED_MASKED = 32
 
