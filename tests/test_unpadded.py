@@ -7,6 +7,7 @@ import pytest
 import torch
 import toy_models
 from test_fidelity import CONVS, assert_close, decoder_reference
+from test_prefix_sharing import reference
 
 from rewardmill import RewardModel
 from rewardmill.reward_models.adapters import unpadded
@@ -155,8 +156,7 @@ def test_a_continuation_attends_to_its_prefix_and_itself_only(model_dirs, monkey
     per_layer = [(n, n, True), (3, n + 3, False), (1, n + 1, False), (2, n + 2, False)]
     assert shapes == per_layer * model.adapter.model.config.num_hidden_layers
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", sdpa)
-    alone = [model.engine.run([item])[0]["score"] for item in items]
-    assert max(abs(a - b) for a, b in zip(got, alone)) <= 1e-5
+    assert_close(got, reference(model_dirs["llama"], [item.input_ids for item in items]))
 
 
 def test_off_a_cpu_it_is_on_only_when_asked_and_says_so(model_dirs, monkeypatch):

@@ -75,10 +75,8 @@ class Layout:
         return self.masks[key]
 
 
-def _pieces_attention(active: Layout, module, query, key, value, **kwargs) -> torch.Tensor:
+def _pieces_attention(sdpa_attention_forward, active: Layout, module, query, key, value, **kwargs) -> torch.Tensor:
     """SDPA piece by piece (`Piece`): [1, heads, tokens, d] in, [1, tokens, heads, d] out."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     outs = []
     for piece in active.pieces:
         span = slice(piece.start, piece.end)
@@ -120,7 +118,7 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     active.calls += 1
     kwargs.pop("is_causal", None)  # causal comes from the layout
     if active.pieces is not None:
-        return _pieces_attention(active, module, query, key, value, **kwargs), None
+        return _pieces_attention(sdpa_attention_forward, active, module, query, key, value, **kwargs), None
     out, weights = sdpa_attention_forward(module, active.gather(query), active.gather(key), active.gather(value),
                                           None, is_causal=True, **kwargs)
     return active.scatter(out), weights
