@@ -127,6 +127,9 @@ def test_batch_plan_covers_every_item_once_within_limits(batch_size, budget, min
 
 def test_engine_defaults_depend_on_the_device():
     assert EngineOptions().for_device("cpu") == EngineOptions(16, 1024)
+    assert EngineOptions().for_device("cpu", unpadded=True) == EngineOptions(32, 2048)
+    assert EngineOptions().for_device("cuda", unpadded=True) == EngineOptions(128, 16384)
+    assert EngineOptions(max_tokens_per_batch=500).for_device("cpu", unpadded=True) == EngineOptions(32, 500)
     assert EngineOptions().for_device("cuda") == EngineOptions(128, 16384)
     assert EngineOptions(batch_size=3).for_device("cpu").batch_size == 3
     with pytest.raises(ValueError, match="resolved"):

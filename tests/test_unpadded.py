@@ -37,6 +37,16 @@ def test_other_families_and_padding_sides(mistral_dirs, family, padding_side):
     assert_close(model.score(CONVS), decoder_reference(mistral_dirs[family], CONVS))
 
 
+def test_unpadded_batches_default_to_a_larger_budget_than_padded_ones(model_dirs):
+    """Real tokens only: the measured CPU default is 32 rows and 2048 tokens; padded rows keep 16 and 1024."""
+    unpadded_engine = RewardModel.from_pretrained(str(model_dirs["llama"])).engine
+    padded_engine = RewardModel.from_pretrained(str(model_dirs["llama"]), packing=False).engine
+    assert unpadded_engine.unpadded and not padded_engine.unpadded
+    assert (unpadded_engine.options.batch_size, unpadded_engine.options.max_tokens_per_batch) == (32, 2048)
+    assert (padded_engine.options.batch_size, padded_engine.options.max_tokens_per_batch) == (16, 1024)
+    assert "up to 32 rows and 2048 tokens" in unpadded_engine.describe()["batching"]
+
+
 def test_the_linear_layers_see_only_real_tokens(model_dirs):
     model = RewardModel.from_pretrained(str(model_dirs["llama"]), batch_size=64, max_tokens_per_batch=100_000,
                                         prefix_sharing=False)  # every row's every token, none shared
@@ -142,7 +152,8 @@ def test_a_continuation_attends_to_its_prefix_and_itself_only(model_dirs, monkey
     model = RewardModel.from_pretrained(str(model_dirs["llama"]), batch_size=64, max_tokens_per_batch=100_000,
                                         min_shared_tokens=1)
     base = model.adapter.encode(CONVS[0]).input_ids
-    items = [Encoded(base + [11, 12, 13]), Encoded(base + [14]), Encoded(base + [15, 16])]
+    n, long = len(base), [20 + i % 50 for i in range(len(base) + 5)]
+    items = [Encoded(base + [11, 12, 13]), Encoded(base + [14]), Encoded(base + [15, 16]), Encoded(base + long)]
     shapes = []
     sdpa = torch.nn.functional.scaled_dot_product_attention
 
@@ -152,8 +163,10 @@ def test_a_continuation_attends_to_its_prefix_and_itself_only(model_dirs, monkey
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
     got = [r["score"] for r in model.engine.run(items)]
-    n = len(base)
-    per_layer = [(n, n, True), (3, n + 3, False), (1, n + 1, False), (2, n + 2, False)]
+    # a continuation shorter than the prefix reads the prefix's keys under a mask; a longer one runs causally with
+    # the prefix's queries in front (half the query-key pairs of a mask, which the CPU kernel computes whole)
+    c = len(long)
+    per_layer = [(n, n, True), (3, n + 3, False), (1, n + 1, False), (2, n + 2, False), (n + c, n + c, True)]
     assert shapes == per_layer * model.adapter.model.config.num_hidden_layers
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", sdpa)
     assert_close(got, reference(model_dirs["llama"], [item.input_ids for item in items]))

@@ -29,8 +29,10 @@ Kernel = Literal["auto", "torch", "onednn"]
 KERNELS: tuple[str, ...] = get_args(Kernel)
 
 # Measured in docs/benchmarks.md: on CPU a forward pass is efficient from a few hundred tokens, so small,
-# nearly unpadded batches of about 1,000 tokens win; a GPU needs wide batches to fill it.
+# nearly unpadded batches of about 1,000 tokens win; unpadded batches (real tokens only) gain from about 2,000,
+# where the matrix multiplies run faster and no padding grows with the batch; a GPU needs wide batches to fill it.
 CPU_DEFAULTS = (16, 1024)
+CPU_UNPADDED_DEFAULTS = (32, 2048)
 GPU_DEFAULTS = (128, 16384)
 
 
@@ -200,11 +202,12 @@ class EngineOptions:
     """
 
     batch_size: int | None = option(
-        None, help="Most rows in one forward pass (default: 16 on CPU, 128 on GPU; measured in docs/benchmarks.md).",
+        None, help="Most rows in one forward pass (default: 16 on CPU, 32 where the batches run unpadded, 128 on GPU; "
+        "measured in docs/benchmarks.md).",
         panel=ENGINE)
     max_tokens_per_batch: int | None = option(
         None, help="Most tokens in one forward pass: padded ones (rows x longest row), or real ones where batches run "
-        "packed or unpadded, the CPU default for SDPA decoders (default: 1024 on CPU, 16384 on GPU).",
+        "packed or unpadded, the CPU default for SDPA decoders (default: 1024 on CPU, 2048 unpadded, 16384 on GPU).",
         panel=ENGINE)
     min_fill: float = api_only(0.9, why="a batching constant, measured in docs/benchmarks.md")
     min_shared_tokens: int | None = api_only(None, why="the prefix sharing threshold, measured in docs/benchmarks.md")
@@ -244,11 +247,15 @@ class EngineOptions:
         if not 0.0 <= self.min_fill <= 1.0:
             raise OptionsError("min_fill must be between 0 and 1")
 
-    def for_device(self, device: Any) -> EngineOptions:
-        """These options with defaults filled in for `device` (a torch.device or its name)."""
+    def for_device(self, device: Any, unpadded: bool = False) -> EngineOptions:
+        """These options with defaults filled in for `device` (a torch.device or its name), and for unpadded
+        batches on CPU when `unpadded`."""
         import torch
 
-        rows, tokens = GPU_DEFAULTS if torch.device(device).type == "cuda" else CPU_DEFAULTS
+        if torch.device(device).type == "cuda":
+            rows, tokens = GPU_DEFAULTS
+        else:
+            rows, tokens = CPU_UNPADDED_DEFAULTS if unpadded else CPU_DEFAULTS
         return replace(self, batch_size=self.batch_size or rows,
                        max_tokens_per_batch=self.max_tokens_per_batch or tokens)
 

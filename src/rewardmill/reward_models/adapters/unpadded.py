@@ -76,23 +76,31 @@ class Layout:
 
 
 def _pieces_attention(sdpa_attention_forward, active: Layout, module, query, key, value, **kwargs) -> torch.Tensor:
-    """SDPA piece by piece (`Piece`): [1, heads, tokens, d] in, [1, tokens, heads, d] out."""
+    """SDPA piece by piece (`Piece`): [1, heads, tokens, d] in, [1, tokens, heads, d] out.
+
+    A continuation at least as long as its prefix runs causally with the prefix's queries in front (their outputs
+    are dropped): (prefix + length)^2 / 2 query-key pairs against length x (prefix + length) under a mask, which
+    torch's CPU kernel computes whole; a shorter one reads the prefix's keys under the mask."""
     outs = []
     for piece in active.pieces:
         span = slice(piece.start, piece.end)
         q, k, v = query[:, :, span], key[:, :, span], value[:, :, span]
-        mask = None
+        length, mask, causal = piece.end - piece.start, None, True
         if piece.prefix is not None:
-            if piece.prefix[1] == piece.start:  # the first continuation follows its prefix: one slice
+            shared = slice(*piece.prefix)
+            adjacent = piece.prefix[1] == piece.start  # the first continuation follows its prefix
+            if adjacent:
                 k, v = key[:, :, piece.prefix[0]:piece.end], value[:, :, piece.prefix[0]:piece.end]
             else:
-                shared = slice(*piece.prefix)
                 k, v = torch.cat([key[:, :, shared], k], 2), torch.cat([value[:, :, shared], v], 2)
-            if piece.end - piece.start > 1:  # a single query sees every key: no mask
-                mask = active.continuation_mask(piece.end - piece.start, piece.prefix[1] - piece.prefix[0],
-                                                query.device)
-        out, _ = sdpa_attention_forward(module, q, k, v, mask, is_causal=piece.prefix is None, **kwargs)
-        outs.append(out)
+            if length >= piece.prefix[1] - piece.prefix[0]:
+                q = query[:, :, piece.prefix[0]:piece.end] if adjacent else torch.cat([query[:, :, shared], q], 2)
+            elif length > 1:
+                mask, causal = active.continuation_mask(length, piece.prefix[1] - piece.prefix[0], query.device), False
+            else:  # a single query sees every key: no mask
+                causal = False
+        out, _ = sdpa_attention_forward(module, q, k, v, mask, is_causal=causal, **kwargs)
+        outs.append(out[:, -length:])
     return torch.cat(outs, 1)
 
 

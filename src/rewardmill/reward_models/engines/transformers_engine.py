@@ -111,7 +111,6 @@ class Engine(StartableEngine):
 
     def __init__(self, adapter: Adapter, options: EngineOptions = EngineOptions()):
         self.adapter = adapter
-        self.configured = options.for_device(adapter.device)
         if options.packing and not adapter.can_pack:
             raise OptionsError(f"packing needs a model whose forward takes position_ids and no extra arguments; "
                                f"this {adapter.kind} model's does not (leave packing off)")
@@ -119,6 +118,7 @@ class Engine(StartableEngine):
         if options.prefix_sharing and self.sharing_refusal:
             raise OptionsError(f"--prefix-sharing: this model cannot share prefixes exactly: {self.sharing_refusal}")
         self.unpadded, self.unpadding_refusal = unpadding_choice(adapter, options.packing)
+        self.configured = options.for_device(adapter.device, self.unpadded)
         self.packing = self.unpadded or (packs_by_default(adapter) if options.packing is None else options.packing)
         self.prefix_sharing = options.prefix_sharing is not False and self.sharing_refusal is None
         if self.configured.min_shared_tokens is None:
