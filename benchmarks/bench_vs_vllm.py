@@ -230,8 +230,10 @@ def main() -> None:
     # The same loaded model (weights, kernel and threads) without sharing: one copy of a large model's weights.
     rm_off = RewardModel(rm.adapter, name=rm.name, engine_options=replace(rm.engine_options, prefix_sharing=False),
                          cpu_choice=rm.cpu_choice)
-    rm_padded = RewardModel(rm.adapter, name=rm.name, engine_options=replace(rm.engine_options, packing=False),
-                            cpu_choice=rm.cpu_choice)
+    # Padded rows with that path's own defaults (budget, sharing threshold), not the unpadded ones resolved above.
+    padded_options = replace(rm.engine_options, packing=False, batch_size=None, max_tokens_per_batch=None,
+                             min_shared_tokens=None)
+    rm_padded = RewardModel(rm.adapter, name=rm.name, engine_options=padded_options, cpu_choice=rm.cpu_choice)
     print(f"rewardmill: {rm.describe()['batching']}", file=sys.stderr)
     print(f"rewardmill: {rm.engine.describe_sharing()}; cpu {rm.choices['cpu']} (unshared: {rm_off.choices['cpu']})",
           file=sys.stderr)
