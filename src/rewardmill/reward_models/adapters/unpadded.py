@@ -1,5 +1,5 @@
 """Unpadded batches for SDPA models: every matrix multiply runs on the batch's real tokens only, side by side,
-and only the attention sees them in rows (padded, or grouped under a block mask).
+and only the attention sees them in rows (padded rows, or a shared prefix and its continuations piece by piece).
 
 A padded batch spends the linear layers' work on its padding too, and the length-sorted batches that keep padding
 small are often short: small matrix multiplies, which run well below the CPU's peak. Here the model runs on one
@@ -7,8 +7,9 @@ row of every real token ([1, tokens], positions as each item has them alone), an
 gathers each layer's queries, keys and values into the batch's padded layout (`Layout`), runs transformers' own
 SDPA attention there (causal), and scatters the result back. Grouped rows (prefix sharing) run their attention
 piece by piece instead (`Piece`): the prefix causally, then each continuation's queries against the prefix's keys
-and its own, so no work is spent on the pairs a block mask would hide (siblings, padding). This is vLLM's layout
-(packed tokens, attention per sequence, a continuation reading its prefix's keys) built from torch's SDPA.
+and its own (causally with the prefix's queries in front where that is less work than a mask), so no work is spent
+on the pairs a block mask would hide (siblings, padding). This is vLLM's layout (packed tokens, attention per
+sequence, a continuation reading its prefix's keys) built from torch's SDPA.
 
 The function is registered with transformers under `ATTENTION` and the model's config is switched to it
 (`switch`); outside a `layout(...)` block it is plain SDPA with SDPA's masks, so other uses of the model are
