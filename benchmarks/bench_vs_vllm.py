@@ -51,6 +51,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     CACHE_DIR,
+    CUT_SHAPES,
     DATA_DIR,
     REPO_ROOT,
     SHAPES,
@@ -227,6 +228,10 @@ def main() -> None:
     workloads = {name: WORKLOADS[name](sizes[name], args.data_dir) for name in args.workloads}
     job = load_hh_conversations(args.cli_rows, args.data_dir)[0] if args.cli_rows and "unique" in workloads else []
     rm = RewardModel.from_pretrained(str(model_dir), threads=args.threads, cpu_kernel=args.cpu_kernel)
+    if args.shape in CUT_SHAPES:  # see CUT_SHAPES; rm_off and rm_padded below share this model
+        from rewardmill.reward_models.adapters.unpadded import read_rows_only
+
+        read_rows_only(rm.adapter.model, on=False)
     # The same loaded model (weights, kernel and threads) without sharing: one copy of a large model's weights.
     rm_off = RewardModel(rm.adapter, name=rm.name, engine_options=replace(rm.engine_options, prefix_sharing=False),
                          cpu_choice=rm.cpu_choice)

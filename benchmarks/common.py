@@ -123,6 +123,9 @@ SHAPES = {
     "smollm2-135m": (MODEL_NAME, smol_llama_config),
     "llama-8b-2l": ("llama-8b-shape-2-layers-llama3-tok-rm-v1", lambda tokenizer: llama_8b_config(tokenizer, layers=2)),
 }
+# Shapes cut to a few of a deeper model's layers (llama-8b-2l: 2 of 32). rewardmill's last-layer saving
+# (`unpadded.read_rows_only`, most of one layer) would count many times over there, so benchmarks turn it off.
+CUT_SHAPES = {"llama-8b-2l"}
 
 
 def build_llama_rm(shape: str = "smollm2-135m", cache_dir: Path = CACHE_DIR) -> Path:

@@ -45,6 +45,7 @@ def test_unpadded_batches_default_to_a_larger_budget_than_padded_ones(model_dirs
     assert (unpadded_engine.options.batch_size, unpadded_engine.options.max_tokens_per_batch) == (32, 2048)
     assert (padded_engine.options.batch_size, padded_engine.options.max_tokens_per_batch) == (16, 1024)
     assert "up to 32 rows and 2048 tokens" in unpadded_engine.describe()["batching"]
+    assert "the last layer's MLP on the tokens read only" in unpadded_engine.describe()["batching"]
 
 
 def test_the_linear_layers_see_only_real_tokens(model_dirs):
@@ -59,6 +60,56 @@ def test_the_linear_layers_see_only_real_tokens(model_dirs):
     finally:
         handle.remove()
     assert seen == [(1, sum(len(e) for e in encoded))]
+
+
+@pytest.mark.parametrize("sharing", [False, True])
+def test_the_last_layer_runs_its_mlp_and_output_projection_on_the_read_tokens_only(model_dirs, sharing):
+    """After the last attention nothing mixes tokens, so the last layer's per-token work is spent on the tokens
+    the head reads; every earlier layer still sees every real token. Scores equal transformers' one-row forward."""
+    model = RewardModel.from_pretrained(str(model_dirs["llama"]), batch_size=64, max_tokens_per_batch=100_000,
+                                        prefix_sharing=sharing)
+    items = [model.adapter.encode(c) for c in CONVS[:5]] + [Encoded(model.adapter.encode(CONVS[0]).input_ids + [9])]
+    layers = model.adapter.base.layers
+    seen = []
+    watched = [layers[0].mlp, layers[-1].mlp, layers[0].self_attn.o_proj, layers[-1].self_attn.o_proj]
+    handles = [m.register_forward_hook(lambda module, args, out: seen.append((module, tuple(args[0].shape[:-1]),
+                                                                              tuple(out.shape[:-1]))))
+               for m in watched]
+    try:
+        got = [r["score"] for r in model.engine.run(items)]
+    finally:
+        for handle in handles:
+            handle.remove()
+    shapes = {module: (seen_in, seen_out) for module, seen_in, seen_out in seen}
+    computed = shapes[layers[0].mlp][0][1]  # every real token (a shared prefix once)
+    total = sum(len(e) for e in items)
+    assert computed == total if not sharing else computed <= total - len(items[0])  # the last row repeats the first
+    everything = ((1, computed), (1, computed))
+    assert shapes[layers[0].mlp] == shapes[layers[0].self_attn.o_proj] == everything
+    assert shapes[layers[-1].mlp] == shapes[layers[-1].self_attn.o_proj] == ((1, len(items)), (1, computed))
+    assert_close(got, reference(model_dirs["llama"], [item.input_ids for item in items]))
+    unpadded.read_rows_only(model.adapter.model, on=False)  # as a benchmark on a model's first layers turns it off
+    seen.clear()
+    handle = layers[-1].mlp.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[:-1])))
+    try:
+        assert_close([r["score"] for r in model.engine.run(items)], got)
+    finally:
+        handle.remove()
+    assert seen == [(1, computed)]
+
+
+@pytest.mark.parametrize("wrong, why", [("embed_tokens", "scored differently"), ("self_attn", "failed unpadded")])
+def test_a_last_layer_pruning_that_would_change_scores_is_caught_by_the_probe(model_dirs, monkeypatch, wrong, why):
+    """If the modules found for the last layer were not per-token ones (here: the embeddings, or the attention),
+    the probe at load sees it, and the engine keeps padded rows and says why."""
+    def found(model):
+        base = model.model
+        return [base.embed_tokens if wrong == "embed_tokens" else base.layers[-1].self_attn]
+
+    monkeypatch.setattr(unpadded, "last_layer_token_modules", found)
+    model = RewardModel.from_pretrained(str(model_dirs["llama"]))
+    assert not model.engine.unpadded and why in model.describe()["unpadded"]
+    assert_close(model.score(CONVS[:4]), decoder_reference(model_dirs["llama"], CONVS[:4]))
 
 
 def test_a_row_does_not_depend_on_the_rows_batched_with_it(model_dirs):

@@ -99,6 +99,10 @@ class Adapter(ABC):
         """Whether `forward` reads packed batches (see `Batch`); families that read padded rows only say no."""
         return False
 
+    # Whether `forward` reads the final hidden state of each item's last token and nothing else: then an unpadded
+    # batch's last layer runs its output projection and MLP on those tokens only (`unpadded.read_rows_only`).
+    reads_last_tokens_only: bool = False
+
     def prefix_sharing_refusal(self) -> str | None:
         """Why rows that share a prefix cannot run it once in this model (see `batching.collate_grouped`), or
         None when they can and score exactly as alone. Families that read one token of a causal model say so."""

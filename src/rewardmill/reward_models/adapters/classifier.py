@@ -75,6 +75,7 @@ class ClassifierAdapter(DecoderAdapter):
     kind = "classifier"
     auto_classes = ("AutoModelForSequenceClassification",)
     Options = ClassifierOptions
+    reads_last_tokens_only = True  # the head runs on the hidden state at the score token only (`logits`)
 
     @classmethod
     def detect(cls, evidence) -> str | None:

@@ -14,6 +14,10 @@ sequence, a continuation reading its prefix's keys) built from torch's SDPA.
 The function is registered with transformers under `ATTENTION` and the model's config is switched to it
 (`switch`); outside a `layout(...)` block it is plain SDPA with SDPA's masks, so other uses of the model are
 unchanged. `check` runs a probe to confirm that the model's attention really goes through it.
+
+Where the adapter reads only each item's last token (`Adapter.reads_last_tokens_only`), the last decoder layer's
+output projection and MLP run on those tokens only (`read_rows_only`): after the last attention nothing mixes
+tokens, so the other tokens' final hidden states are never needed. That is most of one layer's work.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Layout:
     slots: torch.Tensor
     pieces: list[Piece] | None = None
     segments: torch.Tensor | None = None
+    reads: torch.Tensor | None = None  # the tokens read after the last layer (`read_rows_only`)
     calls: int = field(default=0, compare=False)  # attention layers run under this layout (see `check`)
     masks: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
@@ -148,10 +153,57 @@ def register() -> None:
     AttentionMaskInterface.register(ATTENTION, _mask)
 
 
-def switch(model: torch.nn.Module) -> None:
-    """Route `model`'s SDPA attention through the unpadded attention function."""
+def switch(model: torch.nn.Module, reads_last_tokens_only: bool = False) -> None:
+    """Route `model`'s SDPA attention through the unpadded attention function; with `reads_last_tokens_only`, run
+    the last layer's per-token work on the read tokens only (`read_rows_only`)."""
     register()
     model.config._attn_implementation = ATTENTION
+    if reads_last_tokens_only:
+        read_rows_only(model)
+
+
+def last_layer_token_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The last decoder layer's modules that work token by token after its attention: the MLP and the attention's
+    output projection (those the layer has under the usual names), or none when the layer list is not found."""
+    layers = getattr(text_config(model.config), "num_hidden_layers", None)
+    stack = next((m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and layers and len(m) == layers),
+                 None)
+    if stack is None:
+        return []
+    last = stack[-1]
+    found = [getattr(last, "mlp", None), getattr(getattr(last, "self_attn", None), "o_proj", None)]
+    return [m for m in found if isinstance(m, torch.nn.Module)]
+
+
+def _read_rows_in(module, args):
+    active = _active.get()
+    if active is None or active.reads is None:
+        return None
+    return (args[0][:, active.reads], *args[1:])
+
+
+def _read_rows_out(module, args, out):
+    active = _active.get()
+    if active is None or active.reads is None:
+        return None
+    full = out.new_zeros(1, active.slots.numel(), out.shape[-1])  # unread tokens: never read after this layer
+    full[:, active.reads] = out
+    return full
+
+
+def read_rows_only(model: torch.nn.Module, on: bool = True) -> None:
+    """Under a layout, the last layer's MLP and output projection run on the layout's `reads` only, their outputs
+    put back in place (zeros elsewhere); outside one they run as always. Idempotent; `on=False` removes it (for a
+    benchmark on a few of a model's layers, where the saving would count many times over)."""
+    for module in last_layer_token_modules(model):
+        handles = getattr(module, "_rewardmill_reads_only", None)
+        if on and handles is None:
+            module._rewardmill_reads_only = (module.register_forward_pre_hook(_read_rows_in),
+                                             module.register_forward_hook(_read_rows_out))
+        elif not on and handles is not None:
+            for handle in handles:
+                handle.remove()
+            del module._rewardmill_reads_only
 
 
 def refusal(adapter: Adapter) -> str | None:
@@ -206,11 +258,13 @@ def unpad(batch: Batch) -> Batch:
     index = index.view(rows, width)
     item_rows = batch.row_of if batch.row_of is not None else torch.arange(len(batch.items), device=real.device)
     keep = real.reshape(-1)
+    last_index = index[item_rows, batch.last_index]
     return replace(
         batch, input_ids=batch.input_ids.reshape(-1)[keep][None], attention_mask=None,
-        position_ids=batch.position_ids.reshape(-1)[keep][None], last_index=index[item_rows, batch.last_index],
+        position_ids=batch.position_ids.reshape(-1)[keep][None], last_index=last_index,
         token_type_ids=None, packed=True, row_of=None, segments=None,
-        layout=Layout(index, slots, None if batch.segments is None else pieces(batch.segments), batch.segments))
+        layout=Layout(index, slots, None if batch.segments is None else pieces(batch.segments), batch.segments,
+                      reads=last_index))
 
 
 def probe_items(adapter: Adapter) -> list[Encoded]:
@@ -227,7 +281,10 @@ def check(adapter: Adapter) -> str | None:
     with torch.inference_mode():
         expected = adapter.forward(padded)
         with layout(probe.layout):
-            got = adapter.forward(probe)
+            try:
+                got = adapter.forward(probe)
+            except Exception as error:  # noqa: BLE001 - any failure means: keep padded rows, and say why
+                return f"a probe batch failed unpadded ({type(error).__name__}: {error})"
     layers = getattr(text_config(adapter.model.config), "num_hidden_layers", None) or 1
     if probe.layout.calls < layers:
         return (f"its attention does not run through transformers' attention functions ({probe.layout.calls} of "

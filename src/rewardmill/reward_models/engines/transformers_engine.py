@@ -94,7 +94,7 @@ def unpadding_choice(adapter: Adapter, packing: bool | None) -> tuple[bool, str 
         return False, why
     if packing is None and adapter.device.type != "cpu":
         return False, "measured on CPU only: --packing turns it on"
-    unpadded.switch(adapter.model)
+    unpadded.switch(adapter.model, adapter.reads_last_tokens_only)
     why = unpadded.check(adapter)
     if why is not None:
         adapter.model.config._attn_implementation = "sdpa"  # the only implementation `refusal` lets through
@@ -187,9 +187,11 @@ class Engine(StartableEngine):
     def describe(self) -> dict[str, str]:
         options = self.options
         if self.unpadded:
-            batching = (f"unpadded: the linear layers run on the batch's real tokens only, the attention (SDPA) row "
-                        f"by row (a shared prefix and its continuations piece by piece); up to {options.batch_size} "
-                        f"rows and {options.max_tokens_per_batch} tokens per batch")
+            last = (", the last layer's MLP on the tokens read only" if self.adapter.reads_last_tokens_only
+                    and unpadded.last_layer_token_modules(self.adapter.model) else "")
+            batching = (f"unpadded: the linear layers run on the batch's real tokens only{last}, the attention "
+                        f"(SDPA) row by row (a shared prefix and its continuations piece by piece); up to "
+                        f"{options.batch_size} rows and {options.max_tokens_per_batch} tokens per batch")
         elif self.packing:
             batching = (f"packed without padding (rows side by side, positions restarting at each), up to "
                         f"{options.batch_size} rows and {options.max_tokens_per_batch} tokens per batch")
