@@ -228,10 +228,6 @@ def main() -> None:
     workloads = {name: WORKLOADS[name](sizes[name], args.data_dir) for name in args.workloads}
     job = load_hh_conversations(args.cli_rows, args.data_dir)[0] if args.cli_rows and "unique" in workloads else []
     rm = RewardModel.from_pretrained(str(model_dir), threads=args.threads, cpu_kernel=args.cpu_kernel)
-    if args.shape in CUT_SHAPES:  # see CUT_SHAPES; rm_off and rm_padded below share this model
-        from rewardmill.reward_models.adapters.unpadded import read_rows_only
-
-        read_rows_only(rm.adapter.model, on=False)
     # The same loaded model (weights, kernel and threads) without sharing: one copy of a large model's weights.
     rm_off = RewardModel(rm.adapter, name=rm.name, engine_options=replace(rm.engine_options, prefix_sharing=False),
                          cpu_choice=rm.cpu_choice)
@@ -239,6 +235,10 @@ def main() -> None:
     padded_options = replace(rm.engine_options, packing=False, batch_size=None, max_tokens_per_batch=None,
                              min_shared_tokens=None)
     rm_padded = RewardModel(rm.adapter, name=rm.name, engine_options=padded_options, cpu_choice=rm.cpu_choice)
+    if args.shape in CUT_SHAPES:  # see CUT_SHAPES; after the engines above, whose start turns it on again
+        from rewardmill.reward_models.adapters.unpadded import read_rows_only
+
+        read_rows_only(rm.adapter.model, on=False)
     print(f"rewardmill: {rm.describe()['batching']}", file=sys.stderr)
     print(f"rewardmill: {rm.engine.describe_sharing()}; cpu {rm.choices['cpu']} (unshared: {rm_off.choices['cpu']})",
           file=sys.stderr)

@@ -89,6 +89,7 @@ def test_the_last_layer_runs_its_mlp_and_output_projection_on_the_read_tokens_on
     assert shapes[layers[-1].mlp] == shapes[layers[-1].self_attn.o_proj] == ((1, len(items)), (1, computed))
     assert_close(got, reference(model_dirs["llama"], [item.input_ids for item in items]))
     unpadded.read_rows_only(model.adapter.model, on=False)  # as a benchmark on a model's first layers turns it off
+    assert "last layer" not in model.describe()["batching"]
     seen.clear()
     handle = layers[-1].mlp.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[:-1])))
     try:

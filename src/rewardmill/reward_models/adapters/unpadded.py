@@ -191,6 +191,11 @@ def _read_rows_out(module, args, out):
     return full
 
 
+def reads_rows_only(model: torch.nn.Module) -> bool:
+    """Whether `read_rows_only` is on for `model`."""
+    return any(hasattr(m, "_rewardmill_reads_only") for m in last_layer_token_modules(model))
+
+
 def read_rows_only(model: torch.nn.Module, on: bool = True) -> None:
     """Under a layout, the last layer's MLP and output projection run on the layout's `reads` only, their outputs
     put back in place (zeros elsewhere); outside one they run as always. Idempotent; `on=False` removes it (for a

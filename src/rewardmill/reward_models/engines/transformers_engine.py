@@ -187,8 +187,8 @@ class Engine(StartableEngine):
     def describe(self) -> dict[str, str]:
         options = self.options
         if self.unpadded:
-            last = (", the last layer's MLP on the tokens read only" if self.adapter.reads_last_tokens_only
-                    and unpadded.last_layer_token_modules(self.adapter.model) else "")
+            pruned = unpadded.reads_rows_only(self.adapter.model)
+            last = ", the last layer's MLP on the tokens read only" if pruned else ""
             batching = (f"unpadded: the linear layers run on the batch's real tokens only{last}, the attention "
                         f"(SDPA) row by row (a shared prefix and its continuations piece by piece); up to "
                         f"{options.batch_size} rows and {options.max_tokens_per_batch} tokens per batch")
