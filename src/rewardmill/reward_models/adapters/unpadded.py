@@ -191,7 +191,7 @@ def _read_rows_out(module, args, out):
     return full
 
 
-def reads_rows_only(model: torch.nn.Module) -> bool:
+def last_layer_reads_only(model: torch.nn.Module) -> bool:
     """Whether `read_rows_only` is on for `model`."""
     return any(hasattr(m, "_rewardmill_reads_only") for m in last_layer_token_modules(model))
 

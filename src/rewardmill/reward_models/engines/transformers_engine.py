@@ -187,7 +187,7 @@ class Engine(StartableEngine):
     def describe(self) -> dict[str, str]:
         options = self.options
         if self.unpadded:
-            pruned = unpadded.reads_rows_only(self.adapter.model)
+            pruned = unpadded.last_layer_reads_only(self.adapter.model)
             last = ", the last layer's MLP on the tokens read only" if pruned else ""
             batching = (f"unpadded: the linear layers run on the batch's real tokens only{last}, the attention "
                         f"(SDPA) row by row (a shared prefix and its continuations piece by piece); up to "
