@@ -161,6 +161,43 @@ def test_a_row_beyond_the_window_batched_with_a_group_keeps_its_sliding_window(m
     assert max(abs(a - b) for a, b in zip(got, want)) <= TOLERANCE
 
 
+def test_a_bidirectional_decoder_is_refused_and_scores_as_alone(tmp_path):
+    """Gemma's `use_bidirectional_attention` makes every token see the whole row: a prefix's tokens would see its
+    continuations, so neither sharing nor the causal unpadded rows may run; the scores stay the one-row forward's."""
+    tokenizer = toy_models.gemma_tokenizer()
+    config = toy_models._decoder_config("gemma", tokenizer)
+    config.use_bidirectional_attention = True
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model = RewardModel.from_pretrained(str(tmp_path), cpu_kernel="torch", min_shared_tokens=1)
+    assert not model.engine.prefix_sharing and not model.engine.unpadded
+    assert "bidirectional" in model.describe()["prefix sharing"] and "bidirectional" in model.describe()["unpadded"]
+    rng = random.Random(5)
+    prefix = plain_ids(model, rng, 12)
+    rows = [prefix + plain_ids(model, rng, rng.randint(2, 9)) for _ in range(4)]
+    got = score_ids(model, rows)
+    want = reference(tmp_path, rows)
+    assert max(abs(a - b) for a, b in zip(got, want)) <= TOLERANCE
+    with pytest.raises(OptionsError, match="bidirectional"):
+        RewardModel.from_pretrained(str(tmp_path), prefix_sharing=True)
+
+
+def test_the_decoder_layers_are_the_language_models_not_an_earlier_stack_of_the_same_length(model_dirs):
+    """A multimodal model may hold a vision tower with as many layers as its text decoder, registered first: the
+    last-layer pruning and the causality check must look at the decoder transformers names (`get_decoder`)."""
+    from rewardmill.reward_models.adapters.sharing import decoder_layers
+    from rewardmill.reward_models.adapters.unpadded import last_layer_token_modules
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dirs["llama"], dtype=torch.float32)
+    decoder = model.model.layers
+    tower = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in decoder)
+    model._modules = {"vision_tower": tower, **model._modules}
+    assert next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList)) is tower
+    assert decoder_layers(model) is decoder
+    assert last_layer_token_modules(model) == [decoder[-1].mlp, decoder[-1].self_attn.o_proj]
+
+
 def test_ineligible_models_keep_todays_path_and_say_why(model_dirs):
     bert = RewardModel.from_pretrained(str(model_dirs["bert"]))
     assert not bert.engine.prefix_sharing

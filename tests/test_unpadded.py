@@ -110,6 +110,10 @@ def test_a_last_layer_pruning_that_would_change_scores_is_caught_by_the_probe(mo
     monkeypatch.setattr(unpadded, "last_layer_token_modules", found)
     model = RewardModel.from_pretrained(str(model_dirs["llama"]))
     assert not model.engine.unpadded and why in model.describe()["unpadded"]
+    # the refused path leaves nothing behind: plain SDPA, and no hooks on the modules the probe tried
+    assert model.adapter.model.config._attn_implementation == "sdpa"
+    assert not unpadded.last_layer_reads_only(model.adapter.model)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in found(model.adapter.model))
     assert_close(model.score(CONVS[:4]), decoder_reference(model_dirs["llama"], CONVS[:4]))
 
 

@@ -202,8 +202,8 @@ class EngineOptions:
     """
 
     batch_size: int | None = option(
-        None, help="Most rows in one forward pass (default: 16 on CPU, 32 where the batches run unpadded, 128 on GPU; "
-        "measured in docs/benchmarks.md).",
+        None, help="Most rows in one forward pass, rows that share a prefix counting once (default: 16 on CPU, 32 "
+        "where the batches run unpadded, 128 on GPU; measured in docs/benchmarks.md).",
         panel=ENGINE)
     max_tokens_per_batch: int | None = option(
         None, help="Most tokens in one forward pass: padded ones (rows x longest row), or real ones where batches run "

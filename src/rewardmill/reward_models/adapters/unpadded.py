@@ -32,7 +32,7 @@ import torch
 
 from .base import Adapter, Batch, Encoded
 from .batching import collate
-from .sharing import UNPADDED_SDPA, sliding_window, text_config
+from .sharing import UNPADDED_SDPA, decoder_layers, sliding_window, text_config
 
 ATTENTION = UNPADDED_SDPA
 
@@ -162,15 +162,19 @@ def switch(model: torch.nn.Module, reads_last_tokens_only: bool = False) -> None
         read_rows_only(model)
 
 
+def switch_back(model: torch.nn.Module) -> None:
+    """Undo `switch`: plain SDPA (the only implementation `refusal` lets through) and the whole last layer."""
+    model.config._attn_implementation = "sdpa"
+    read_rows_only(model, on=False)
+
+
 def last_layer_token_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The last decoder layer's modules that work token by token after its attention: the MLP and the attention's
     output projection (those the layer has under the usual names), or none when the layer list is not found."""
-    layers = getattr(text_config(model.config), "num_hidden_layers", None)
-    stack = next((m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and layers and len(m) == layers),
-                 None)
-    if stack is None:
+    layers = decoder_layers(model)
+    if layers is None:
         return []
-    last = stack[-1]
+    last = layers[-1]
     found = [getattr(last, "mlp", None), getattr(getattr(last, "self_attn", None), "o_proj", None)]
     return [m for m in found if isinstance(m, torch.nn.Module)]
 

@@ -97,7 +97,7 @@ def unpadding_choice(adapter: Adapter, packing: bool | None) -> tuple[bool, str 
     unpadded.switch(adapter.model, adapter.reads_last_tokens_only)
     why = unpadded.check(adapter)
     if why is not None:
-        adapter.model.config._attn_implementation = "sdpa"  # the only implementation `refusal` lets through
+        unpadded.switch_back(adapter.model)
     return why is None, why
 
 
