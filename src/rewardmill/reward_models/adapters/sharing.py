@@ -1,11 +1,12 @@
 """Whether a causal decoder scores a continuation exactly as alone when it runs after a shared prefix under a
 block mask, with its own positions: what `prefix_sharing_refusal` of a last-token family checks.
 
-That holds when attention is causal (not Gemma's `use_bidirectional_attention`), sees only what the mask allows (a sliding window, which the block mask does not apply,
-must be at least as long as each grouped row's own tokens: longer rows are not grouped, see `shareable_length`),
-positions come only from `position_ids` (no ALiBi, no RoPE scaled by the sequence's length), and the attention
-implementation takes a 4D mask or a flex attention BlockMask (flash attention's kernels take neither). A model with
-its own code (trust_remote_code) must declare support: `supports_prefix_sharing = True`.
+That holds when attention is causal (not Gemma's `use_bidirectional_attention`) and sees only what the mask allows
+(a sliding window, which the block mask does not apply, must be at least as long as each grouped row's own tokens:
+longer rows are not grouped, see `shareable_length`), positions come only from `position_ids` (no ALiBi, no RoPE
+scaled by the sequence's length), and the attention implementation takes a 4D mask or a flex attention BlockMask
+(flash attention's kernels take neither). A model with its own code (trust_remote_code) must declare support:
+`supports_prefix_sharing = True`.
 """
 
 from __future__ import annotations

@@ -93,16 +93,17 @@ def _pieces_attention(sdpa_attention_forward, active: Layout, module, query, key
         q, k, v = query[:, :, span], key[:, :, span], value[:, :, span]
         length, mask, causal = piece.end - piece.start, None, True
         if piece.prefix is not None:
-            shared = slice(*piece.prefix)
-            adjacent = piece.prefix[1] == piece.start  # the first continuation follows its prefix
+            first, last = piece.prefix
+            shared = slice(first, last)
+            adjacent = last == piece.start  # the first continuation follows its prefix
             if adjacent:
-                k, v = key[:, :, piece.prefix[0]:piece.end], value[:, :, piece.prefix[0]:piece.end]
+                k, v = key[:, :, first:piece.end], value[:, :, first:piece.end]
             else:
                 k, v = torch.cat([key[:, :, shared], k], 2), torch.cat([value[:, :, shared], v], 2)
-            if length >= piece.prefix[1] - piece.prefix[0]:
-                q = query[:, :, piece.prefix[0]:piece.end] if adjacent else torch.cat([query[:, :, shared], q], 2)
+            if length >= last - first:
+                q = query[:, :, first:piece.end] if adjacent else torch.cat([query[:, :, shared], q], 2)
             elif length > 1:
-                mask, causal = active.continuation_mask(length, piece.prefix[1] - piece.prefix[0], query.device), False
+                mask, causal = active.continuation_mask(length, last - first, query.device), False
             else:  # a single query sees every key: no mask
                 causal = False
         out, _ = sdpa_attention_forward(module, q, k, v, mask, is_causal=causal, **kwargs)
